@@ -1,0 +1,244 @@
+//! Coordinate-wise order statistics (median, trimmed mean, Bulyan's
+//! closest-to-median average) with sorting networks run across SIMD lanes.
+//!
+//! Each tile holds W = 16 adjacent columns of all n rows (one row segment per
+//! "element"); a comparator is a lane-wise min and max of two elements, so
+//! one network sorts 16 columns at once without branches. The network is
+//! Batcher's odd-even merge sort for the next power of two, with the
+//! comparators that touch padding dropped (padding would be +inf and never
+//! move) and with the comparators that cannot reach the needed output
+//! positions pruned. The same generic body is compiled for AVX-512, AVX2 and
+//! portable code; min and max are exact, so the results are identical on
+//! every path.
+
+use crate::error::Result;
+use crate::input::Rows;
+use crate::par;
+use crate::real::Real;
+use crate::simd::{self, Isa};
+
+/// Columns per tile.
+pub const W: usize = 16;
+/// Columns per parallel task (a multiple of W).
+const GRAIN: usize = W * 128;
+
+pub type Comparator = (u32, u32);
+
+/// Batcher's odd-even merge sort network on n inputs (i < j in each pair).
+pub fn batcher(n: usize) -> Vec<Comparator> {
+    let mut net = Vec::new();
+    if n < 2 {
+        return net;
+    }
+    let size = n.next_power_of_two();
+    let mut p = 1;
+    while p < size {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < size {
+                for i in 0..k.min(size - j - k) {
+                    if (i + j) / (2 * p) == (i + j + k) / (2 * p) {
+                        let (a, b) = (i + j, i + j + k);
+                        if b < n {
+                            net.push((a as u32, b as u32));
+                        }
+                    }
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    net
+}
+
+/// Keeps the comparators on which the `needed` output positions depend.
+pub fn prune(net: &[Comparator], needed: &[bool]) -> Vec<Comparator> {
+    let mut live = needed.to_vec();
+    let mut kept: Vec<Comparator> = Vec::with_capacity(net.len());
+    for &(a, b) in net.iter().rev() {
+        if live[a as usize] || live[b as usize] {
+            live[a as usize] = true;
+            live[b as usize] = true;
+            kept.push((a, b));
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+/// The network sorting positions `lo..hi` of n values into place.
+pub fn network_for(n: usize, lo: usize, hi: usize) -> Vec<Comparator> {
+    let needed: Vec<bool> = (0..n).map(|p| p >= lo && p < hi).collect();
+    prune(&batcher(n), &needed)
+}
+
+pub(crate) type Tile<T> = [T; W];
+
+#[inline(always)]
+fn compare_exchange<T: Real>(buf: &mut [Tile<T>], a: usize, b: usize) {
+    let (x, y) = (buf[a], buf[b]);
+    let mut lo = x;
+    let mut hi = y;
+    for l in 0..W {
+        // Inputs are finite (checked during the gather), so these are the
+        // exact minimum and maximum.
+        lo[l] = if x[l] < y[l] { x[l] } else { y[l] };
+        hi[l] = if x[l] < y[l] { y[l] } else { x[l] };
+    }
+    buf[a] = lo;
+    buf[b] = hi;
+}
+
+/// What a rule makes of a sorted tile: `emit(tile, out)` writes one value per
+/// column of the tile (`out.len()` <= W columns are real).
+pub(crate) trait Emit<T>: Sync + Send {
+    fn emit(&self, tile: &[Tile<T>], out: &mut [T]);
+}
+
+impl<T, F: Fn(&[Tile<T>], &mut [T]) + Sync + Send> Emit<T> for F {
+    #[inline(always)]
+    fn emit(&self, tile: &[Tile<T>], out: &mut [T]) {
+        self(tile, out)
+    }
+}
+
+/// Sorts columns [c0, c0 + out.len()) tile by tile and lets `emit` fill
+/// `out`. Returns false when a non-finite value was seen.
+#[inline(always)]
+fn run_range<T: Real, E: Emit<T>>(rows: &Rows<T>, c0: usize, out: &mut [T], net: &[Comparator], emit: &E) -> bool {
+    let n = rows.n();
+    let mut buf: Vec<Tile<T>> = vec![[T::ZERO; W]; n];
+    let mut check = [T::ZERO; W];
+    let mut t = 0;
+    while t < out.len() {
+        let w = W.min(out.len() - t);
+        let c = c0 + t;
+        for (r, slot) in buf.iter_mut().enumerate() {
+            let seg = &rows.row(r)[c..c + w];
+            if w == W {
+                slot.copy_from_slice(seg);
+            } else {
+                *slot = [T::ZERO; W];
+                slot[..w].copy_from_slice(seg);
+            }
+            for l in 0..W {
+                // x - x is NaN exactly when x is NaN or infinite.
+                check[l] = check[l].add(slot[l].sub(slot[l]));
+            }
+        }
+        for &(a, b) in net {
+            compare_exchange(&mut buf, a as usize, b as usize);
+        }
+        emit.emit(&buf, &mut out[t..t + w]);
+        t += W;
+    }
+    check.iter().all(|v| v.is_finite())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_range_avx512<T: Real, E: Emit<T>>(
+    rows: &Rows<T>,
+    c0: usize,
+    out: &mut [T],
+    net: &[Comparator],
+    emit: &E,
+) -> bool {
+    run_range(rows, c0, out, net, emit)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_range_avx2<T: Real, E: Emit<T>>(
+    rows: &Rows<T>,
+    c0: usize,
+    out: &mut [T],
+    net: &[Comparator],
+    emit: &E,
+) -> bool {
+    run_range(rows, c0, out, net, emit)
+}
+
+/// Sorts every column's positions `lo..hi` into place and applies `emit`
+/// tile by tile. Fails on a non-finite input.
+pub(crate) fn per_column<T: Real, E: Emit<T>>(rows: &Rows<T>, lo: usize, hi: usize, emit: E) -> Result<Vec<T>> {
+    let net = network_for(rows.n(), lo, hi);
+    let isa = simd::active();
+    let mut out = vec![T::ZERO; rows.d()];
+    let bad = std::sync::atomic::AtomicBool::new(false);
+    par::for_each_chunk_mut(&mut out, GRAIN, |c0, chunk| {
+        let ok = match isa {
+            // SAFETY: `active()` never returns an instruction set the CPU lacks.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { run_range_avx512(rows, c0, chunk, &net, &emit) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { run_range_avx2(rows, c0, chunk, &net, &emit) },
+            _ => run_range(rows, c0, chunk, &net, &emit),
+        };
+        if !ok {
+            bad.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    if bad.into_inner() {
+        return Err(rows.find_non_finite().expect("a non-finite value was seen"));
+    }
+    Ok(out)
+}
+
+/// Column `l` of a sorted tile.
+pub(crate) fn column<T: Real>(tile: &[Tile<T>], l: usize, col: &mut Vec<T>) {
+    col.clear();
+    col.extend(tile.iter().map(|r| r[l]));
+}
+
+/// Per-lane f64 sum of tile rows lo..hi (in row order).
+#[inline(always)]
+pub(crate) fn lane_sums<T: Real>(tile: &[Tile<T>], lo: usize, hi: usize) -> [f64; W] {
+    let mut s = [0.0f64; W];
+    for r in &tile[lo..hi] {
+        for l in 0..W {
+            s[l] += r[l].to_f64();
+        }
+    }
+    s
+}
+
+/// Median of a sorted slice: the middle value, or the mean of the two.
+#[inline]
+pub(crate) fn median_sorted<T: Real>(v: &[T]) -> f64 {
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2].to_f64()
+    } else {
+        (v[n / 2 - 1].to_f64() + v[n / 2].to_f64()) / 2.0
+    }
+}
+
+/// The mean of the `beta` values of a sorted slice closest to its median:
+/// they form a window, grown from the middle, the lower side winning ties.
+#[inline]
+pub(crate) fn closest_to_median_mean<T: Real>(v: &[T], beta: usize) -> f64 {
+    let n = v.len();
+    let med = median_sorted(v);
+    // Window [l, r) starts empty just left of the median position.
+    let mut l = n / 2;
+    let mut r = n / 2;
+    while r - l < beta {
+        let take_left = if l == 0 {
+            false
+        } else if r == n {
+            true
+        } else {
+            (med - v[l - 1].to_f64()) <= (v[r].to_f64() - med)
+        };
+        if take_left {
+            l -= 1;
+        } else {
+            r += 1;
+        }
+    }
+    v[l..r].iter().map(|x| x.to_f64()).sum::<f64>() / beta as f64
+}

@@ -1,0 +1,61 @@
+"""Type stub of the Rust extension. The documented API is zerotrustml.aggregators."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Updates = npt.NDArray[np.floating[Any]] | Sequence[npt.NDArray[np.floating[Any]]]
+_Agg = tuple[npt.NDArray[np.floating[Any]], list[int], npt.NDArray[np.float64], int]
+_Mixed = tuple[npt.NDArray[np.floating[Any]], list[list[int]]]
+
+GRAM_CHUNK_COLUMNS: int
+
+class ValidationError(ValueError): ...
+class EmptyInputError(ValidationError): ...
+class ShapeError(ValidationError): ...
+class NonFiniteError(ValidationError): ...
+class PreconditionError(ValidationError): ...
+class ParameterError(ValidationError): ...
+
+def mean(updates: _Updates, weights: list[float] | None = None) -> _Agg:
+    """Weighted mean, f64 accumulation."""
+
+def krum(updates: _Updates, f: int, variant: str = "standard") -> _Agg:
+    """Krum; needs n >= 2f+3."""
+
+def multi_krum(updates: _Updates, f: int, m: int, variant: str = "standard") -> _Agg:
+    """Multi-Krum; needs n >= 2f+3 and 1 <= m <= n."""
+
+def median(updates: _Updates) -> _Agg:
+    """Coordinate-wise median."""
+
+def trimmed_mean(updates: _Updates, f: int) -> _Agg:
+    """Trimmed mean, f per side; needs n > 2f."""
+
+def bulyan(updates: _Updates, f: int) -> _Agg:
+    """Bulyan; needs n >= 4f+3."""
+
+def geometric_median(
+    updates: _Updates, weights: list[float] | None = None, nu: float = 1e-6, tol: float = 1e-7, max_iter: int = 100
+) -> _Agg:
+    """Smoothed Weiszfeld."""
+
+def centered_clipping(updates: _Updates, tau: float, iters: int = 1, center: list[float] | None = None) -> _Agg:
+    """Centered clipping."""
+
+def nnm(updates: _Updates, f: int) -> _Mixed:
+    """Nearest-neighbour mixing; needs n > f."""
+
+def bucketing(updates: _Updates, s: int, seed: int = 0) -> _Mixed:
+    """Seeded bucketing."""
+
+def gram_distances(updates: _Updates) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Gram-form squared distances and their error bounds."""
+
+def simd_path() -> str:
+    """Active instruction set."""
+
+def set_simd_path(name: str) -> str:
+    """Force an instruction set."""
