@@ -267,8 +267,8 @@ fn chunk_upper(rows: &[&[f32]], c0: usize, c1: usize, isa: Isa, g: &mut [f64]) {
             // SAFETY: every pointer addresses `len` readable f32s of a row
             // (rows have length d >= c1), and the CPU has the feature (the
             // isa never exceeds `simd::detect()`).
+            #[cfg(target_arch = "x86_64")]
             unsafe {
-                #[cfg(target_arch = "x86_64")]
                 match isa {
                     Isa::Avx512 => x86::tile_avx512(&a, &b, len, &mut out),
                     _ => x86::tile_avx2(&a, &b, len, &mut out),
@@ -294,7 +294,7 @@ mod x86 {
     use core::arch::x86_64::*;
 
     /// out[a][b] = sum_k A_a[k] B_b[k] over k < len, f32 lanes, f64 result.
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512vl")]
     pub(super) unsafe fn tile_avx512(
         a: &[*const f32; MR512],
         b: &[*const f32; NR512],

@@ -5,6 +5,9 @@
 //! where the Holochain zomes reuse it. The rules are the pinned definitions
 //! of DESIGN.md; see each function's docs.
 
+// Kernels index lanes and tiles by position; iterator chains would hide the maths.
+#![allow(clippy::needless_range_loop)]
+
 pub mod aggregate;
 pub mod error;
 pub mod gram;

@@ -15,7 +15,9 @@ use crate::error::Result;
 use crate::input::Rows;
 use crate::par;
 use crate::real::Real;
-use crate::simd::{self, Isa};
+use crate::simd;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Isa;
 
 /// Columns per tile.
 pub const W: usize = 16;
@@ -139,7 +141,7 @@ fn run_range<T: Real, E: Emit<T>>(rows: &Rows<T>, c0: usize, out: &mut [T], net:
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn run_range_avx512<T: Real, E: Emit<T>>(
     rows: &Rows<T>,
     c0: usize,

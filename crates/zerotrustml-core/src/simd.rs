@@ -12,7 +12,7 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA, 8 f32 lanes.
     Avx2,
-    /// AVX-512F, 16 f32 lanes.
+    /// AVX-512F with VL, 16 f32 lanes.
     Avx512,
 }
 
@@ -30,7 +30,7 @@ impl Isa {
 pub fn detect() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
             return Isa::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {

@@ -220,12 +220,11 @@ fn bucketing<'py>(py: Python<'py>, updates: Updates<'py>, s: usize, seed: u64) -
     dispatch!(py, updates, |r| core::bucketing(&r, s, seed), |m| mixed_tuple(py, m))
 }
 
+type MatrixPair<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>);
+
 /// Squared distances through the Gram matrix (n x n) and its error bound.
 #[pyfunction]
-fn gram_distances<'py>(
-    py: Python<'py>,
-    updates: Updates<'py>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray2<f64>>)> {
+fn gram_distances<'py>(py: Python<'py>, updates: Updates<'py>) -> PyResult<MatrixPair<'py>> {
     let g = dispatch!(py, updates, |r| core::gram::gram(&r), |g| g);
     let n = g.n;
     let dist: Vec<f64> = (0..n * n).map(|k| g.dist(k / n, k % n)).collect();

@@ -1,0 +1,50 @@
+# ZeroTrustML. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help run test build bench lint test-rust test-python wasm-check clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.26" "click>=8.1" "rich>=13" \
+	    "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5"
+	touch $@
+
+build: $(VENV)/.deps ## build the Rust extension into .venv (release)
+	maturin develop --release --quiet
+
+run: build ## the main job: an aggregation demo on a poisoned round (embedded, no services)
+	$(PY) -m zerotrustml demo
+
+test: build lint test-rust wasm-check test-python ## every test: Rust, wasm build of the core, Python
+
+test-rust: ## cargo tests of the core
+	cargo test -p zerotrustml-core --release
+
+wasm-check: ## the core must build for wasm32 (the zomes reuse it)
+	rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	cargo build -p zerotrustml-core --no-default-features --target wasm32-unknown-unknown --release
+
+test-python: build ## pytest (differential vs Flower, properties, errors)
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.deps ## clippy -D warnings, rustfmt, ruff, mypy, stub check
+	cargo fmt --check
+	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
+	ruff check python tests benchmarks
+	mypy
+	$(PY) -m mypy.stubtest zerotrustml._core --ignore-missing-stub
+
+bench: build ## benchmark the kernels against numpy, Flower and the hardware floor
+	$(PY) benchmarks/aggregators.py
+
+clean: ## remove build outputs (keeps .venv)
+	cargo clean

@@ -1,0 +1,3 @@
+from zerotrustml.cli import main
+
+main()
