@@ -77,22 +77,106 @@ pub fn network_for(n: usize, lo: usize, hi: usize) -> Vec<Comparator> {
     prune(&batcher(n), &needed)
 }
 
-pub(crate) type Tile<T> = [T; W];
+pub type Tile<T> = [T; W];
+
+/// Runs a comparator network over a tile buffer, one SIMD min/max pair per
+/// comparator. Per element type, because the portable form of a lane-wise
+/// min lets LLVM emit a masked store, which blocks store-to-load forwarding
+/// between the dependent comparators that follow.
+#[doc(hidden)]
+pub trait Network: Sized + Copy {
+    /// # Safety
+    /// Every comparator index is < buf.len() (networks come from `network_for(buf.len(), ..)`).
+    unsafe fn run(isa: simd::Isa, buf: &mut [Tile<Self>], net: &[Comparator]);
+}
 
 #[inline(always)]
-fn compare_exchange<T: Real>(buf: &mut [Tile<T>], a: usize, b: usize) {
-    let (x, y) = (buf[a], buf[b]);
-    let mut lo = x;
-    let mut hi = y;
-    for l in 0..W {
-        // Inputs are finite (checked during the gather), so these are the
-        // exact minimum and maximum.
-        lo[l] = if x[l] < y[l] { x[l] } else { y[l] };
-        hi[l] = if x[l] < y[l] { y[l] } else { x[l] };
+fn network_portable<T: Real>(buf: &mut [Tile<T>], net: &[Comparator]) {
+    for &(a, b) in net {
+        let (x, y) = (buf[a as usize], buf[b as usize]);
+        let mut lo = [T::ZERO; W];
+        let mut hi = [T::ZERO; W];
+        for l in 0..W {
+            // Inputs are finite (checked during the gather), so these are the
+            // exact minimum and maximum.
+            lo[l] = if x[l] < y[l] { x[l] } else { y[l] };
+            hi[l] = if x[l] < y[l] { y[l] } else { x[l] };
+        }
+        buf[a as usize] = lo;
+        buf[b as usize] = hi;
     }
-    buf[a] = lo;
-    buf[b] = hi;
 }
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Comparator, Tile, W};
+    use core::arch::x86_64::*;
+
+    /// Generates a network runner: `$v` registers of `$lanes` per tile row.
+    macro_rules! runner {
+        ($name:ident, $t:ty, $feat:literal, $vec:ty, $lanes:expr, $load:ident, $store:ident, $min:ident, $max:ident) => {
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn $name(buf: &mut [Tile<$t>], net: &[Comparator]) {
+                let base = buf.as_mut_ptr() as *mut $t;
+                for &(a, b) in net {
+                    let pa = base.add(a as usize * W);
+                    let pb = base.add(b as usize * W);
+                    let mut k = 0;
+                    while k < W {
+                        let x: $vec = $load(pa.add(k));
+                        let y: $vec = $load(pb.add(k));
+                        $store(pa.add(k), $min(x, y));
+                        $store(pb.add(k), $max(x, y));
+                        k += $lanes;
+                    }
+                }
+            }
+        };
+    }
+    runner!(
+        f32_avx512,
+        f32,
+        "avx512f,avx512vl",
+        __m512,
+        16,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_min_ps,
+        _mm512_max_ps
+    );
+    runner!(
+        f64_avx512,
+        f64,
+        "avx512f,avx512vl",
+        __m512d,
+        8,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd,
+        _mm512_min_pd,
+        _mm512_max_pd
+    );
+    runner!(f32_avx2, f32, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_min_ps, _mm256_max_ps);
+    runner!(f64_avx2, f64, "avx2,fma", __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_min_pd, _mm256_max_pd);
+}
+
+macro_rules! network_impl {
+    ($t:ty, $avx512:ident, $avx2:ident) => {
+        impl Network for $t {
+            #[inline(always)]
+            unsafe fn run(isa: simd::Isa, buf: &mut [Tile<Self>], net: &[Comparator]) {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => x86::$avx512(buf, net),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => x86::$avx2(buf, net),
+                    _ => network_portable(buf, net),
+                }
+            }
+        }
+    };
+}
+network_impl!(f32, f32_avx512, f32_avx2);
+network_impl!(f64, f64_avx512, f64_avx2);
 
 /// What a rule makes of a sorted tile: `emit(tile, out)` writes one value per
 /// column of the tile (`out.len()` <= W columns are real).
@@ -110,7 +194,14 @@ impl<T, F: Fn(&[Tile<T>], &mut [T]) + Sync + Send> Emit<T> for F {
 /// Sorts columns [c0, c0 + out.len()) tile by tile and lets `emit` fill
 /// `out`. Returns false when a non-finite value was seen.
 #[inline(always)]
-fn run_range<T: Real, E: Emit<T>>(rows: &Rows<T>, c0: usize, out: &mut [T], net: &[Comparator], emit: &E) -> bool {
+fn run_range<T: Real, E: Emit<T>>(
+    isa: simd::Isa,
+    rows: &Rows<T>,
+    c0: usize,
+    out: &mut [T],
+    net: &[Comparator],
+    emit: &E,
+) -> bool {
     let n = rows.n();
     let mut buf: Vec<Tile<T>> = vec![[T::ZERO; W]; n];
     let mut check = [T::ZERO; W];
@@ -131,9 +222,9 @@ fn run_range<T: Real, E: Emit<T>>(rows: &Rows<T>, c0: usize, out: &mut [T], net:
                 check[l] = check[l].add(slot[l].sub(slot[l]));
             }
         }
-        for &(a, b) in net {
-            compare_exchange(&mut buf, a as usize, b as usize);
-        }
+        // SAFETY: `net` comes from `network_for(n, ..)`, so its indices are
+        // < n = buf.len(); `isa` never exceeds what the CPU has.
+        unsafe { T::run(isa, &mut buf, net) };
         emit.emit(&buf, &mut out[t..t + w]);
         t += W;
     }
@@ -149,7 +240,7 @@ unsafe fn run_range_avx512<T: Real, E: Emit<T>>(
     net: &[Comparator],
     emit: &E,
 ) -> bool {
-    run_range(rows, c0, out, net, emit)
+    run_range(simd::Isa::Avx512, rows, c0, out, net, emit)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -161,7 +252,7 @@ unsafe fn run_range_avx2<T: Real, E: Emit<T>>(
     net: &[Comparator],
     emit: &E,
 ) -> bool {
-    run_range(rows, c0, out, net, emit)
+    run_range(simd::Isa::Avx2, rows, c0, out, net, emit)
 }
 
 /// Sorts every column's positions `lo..hi` into place and applies `emit`
@@ -178,7 +269,7 @@ pub(crate) fn per_column<T: Real, E: Emit<T>>(rows: &Rows<T>, lo: usize, hi: usi
             Isa::Avx512 => unsafe { run_range_avx512(rows, c0, chunk, &net, &emit) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { run_range_avx2(rows, c0, chunk, &net, &emit) },
-            _ => run_range(rows, c0, chunk, &net, &emit),
+            _ => run_range(simd::Isa::Scalar, rows, c0, chunk, &net, &emit),
         };
         if !ok {
             bad.store(true, std::sync::atomic::Ordering::Relaxed);

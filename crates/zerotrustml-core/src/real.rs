@@ -2,7 +2,7 @@
 //! the generic code needs from them.
 
 /// A floating-point element of an update vector.
-pub trait Real: Copy + Send + Sync + PartialOrd + Default + core::fmt::Debug + 'static {
+pub trait Real: Copy + Send + Sync + PartialOrd + Default + core::fmt::Debug + crate::order::Network + 'static {
     const ZERO: Self;
     /// Lanes of this type in 64 bytes: the tile width of the column kernels.
     const LANES: usize;
