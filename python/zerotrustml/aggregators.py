@@ -122,9 +122,12 @@ def _prepare(updates: Updates) -> FloatArray | list[FloatArray]:
     raise TypeError(f"updates: expected a 2-D numpy array or a list of 1-D arrays, got {type(updates).__name__}")
 
 
-def _count(name: str, value: object, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ParameterError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+_USIZE_MAX = 2**64 - 1  # counts cross into Rust as usize (64-bit builds only)
+
+
+def _count(name: str, value: object, minimum: int = 0, maximum: int = _USIZE_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not minimum <= int(value) <= maximum:
+        raise ParameterError(f"{name}: must be an integer in [{minimum}, {maximum}], got {value!r}")
     return int(value)
 
 

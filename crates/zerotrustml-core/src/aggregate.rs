@@ -8,7 +8,7 @@ use crate::order::{self, lane_sums, per_column, Tile, W};
 use crate::real::Real;
 use crate::rng::SplitMix64;
 use crate::select::Scorer;
-use crate::weighted::{cast, dists_to, mean_of, sqdist_to, weighted_sum};
+use crate::weighted::{cast, dist, dists_to, mean_of};
 
 /// An aggregate with the evidence detection needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,11 @@ pub enum KrumVariant {
 
 fn precondition(rule: &'static str, requirement: &'static str, n: usize, f: usize) -> CoreError {
     CoreError::Precondition { rule, requirement, n, f }
+}
+
+/// n >= a f + b, without overflow for any f.
+fn at_least(n: usize, a: u128, f: usize, b: u128) -> bool {
+    n as u128 >= a * f as u128 + b
 }
 
 /// Fails on non-finite values in an aggregate computed in f64 (finite f32
@@ -85,7 +90,7 @@ pub fn krum<T: Real>(rows: &Rows<T>, f: usize, variant: KrumVariant) -> Result<A
 /// weights. Needs n >= 2f+3 and 1 <= m <= n.
 pub fn multi_krum<T: Real>(rows: &Rows<T>, f: usize, m: usize, variant: KrumVariant) -> Result<Aggregate<T>> {
     let n = rows.n();
-    if n < 2 * f + 3 {
+    if !at_least(n, 2, f, 3) {
         return Err(precondition("krum", "n >= 2f+3", n, f));
     }
     if m == 0 || m > n {
@@ -104,7 +109,11 @@ pub fn median<T: Real>(rows: &Rows<T>) -> Result<Aggregate<T>> {
     let (lo, hi) = ((n - 1) / 2, n / 2);
     let v = per_column(rows, lo, hi + 1, move |tile: &[Tile<T>], out: &mut [T]| {
         for (l, o) in out.iter_mut().enumerate() {
-            *o = if lo == hi { tile[lo][l] } else { T::from_f64((tile[lo][l].to_f64() + tile[hi][l].to_f64()) / 2.0) };
+            *o = if lo == hi {
+                tile[lo][l]
+            } else {
+                T::from_f64(order::midpoint(tile[lo][l].to_f64(), tile[hi][l].to_f64()))
+            };
         }
     })?;
     Ok(Aggregate::plain(v))
@@ -114,14 +123,19 @@ pub fn median<T: Real>(rows: &Rows<T>) -> Result<Aggregate<T>> {
 /// average the remaining n-2f (in f64). Needs n > 2f.
 pub fn trimmed_mean<T: Real>(rows: &Rows<T>, f: usize) -> Result<Aggregate<T>> {
     let n = rows.n();
-    if n <= 2 * f {
+    if !at_least(n, 2, f, 1) {
         return Err(precondition("trimmed_mean", "n > 2f", n, f));
     }
     let keep = (n - 2 * f) as f64;
     let v = per_column(rows, f, n - f, move |tile: &[Tile<T>], out: &mut [T]| {
         let s = lane_sums(tile, f, n - f);
         for (l, o) in out.iter_mut().enumerate() {
-            *o = T::from_f64(s[l] / keep);
+            *o = T::from_f64(if s[l].is_finite() {
+                s[l] / keep
+            } else {
+                // Only f64 inputs near f64::MAX get here: divide first.
+                tile[f..n - f].iter().map(|r| r[l].to_f64() / keep).sum()
+            });
         }
     })?;
     Ok(Aggregate::plain(v))
@@ -134,7 +148,7 @@ pub fn trimmed_mean<T: Real>(rows: &Rows<T>, f: usize) -> Result<Aggregate<T>> {
 /// wins a tie). Needs n >= 4f+3. Scores are each winner's score when chosen.
 pub fn bulyan<T: Real>(rows: &Rows<T>, f: usize) -> Result<Aggregate<T>> {
     let n = rows.n();
-    if n < 4 * f + 3 {
+    if !at_least(n, 4, f, 3) {
         return Err(precondition("bulyan", "n >= 4f+3", n, f));
     }
     let theta = n - 2 * f;
@@ -199,17 +213,18 @@ pub fn geometric_median<T: Real>(rows: &Rows<T>, weights: Option<&[f64]>, p: Wei
     let a: Vec<f64> = weights.map(|w| w.to_vec()).unwrap_or_else(|| vec![1.0; n]);
     let all: Vec<usize> = (0..n).collect();
     let mut z = mean_of(rows, &all, Some(&a));
+    let origin = vec![0.0; rows.d()];
     let mut b = vec![0.0; n];
     let mut iterations = 0;
     while iterations < p.max_iter {
         iterations += 1;
-        let dist = dists_to(rows, &z);
+        let dz = dists_to(rows, &z);
         for i in 0..n {
-            b[i] = a[i] / dist[i].max(p.nu);
+            b[i] = a[i] / dz[i].max(p.nu);
         }
         let next = mean_of(rows, &all, Some(&b));
-        let step = sqdist_to(&next, &z).sqrt();
-        let norm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let step = dist(&next, &z);
+        let norm = dist(&z, &origin);
         z = next;
         if step <= p.tol * (1.0 + norm) {
             break;
@@ -249,11 +264,12 @@ pub fn centered_clipping<T: Real>(
         for i in 0..n {
             c[i] = if dist[i] > tau { tau / dist[i] } else { 1.0 };
         }
-        // v + (1/n) sum c_i (x_i - v) = v (1 - sum c / n) + (1/n) sum c_i x_i
-        let s = weighted_sum(rows, &all, &c);
-        let keep = 1.0 - c.iter().sum::<f64>() / n as f64;
-        for (vj, sj) in v.iter_mut().zip(&s) {
-            *vj = *vj * keep + sj / n as f64;
+        // v + (1/n) sum c_i (x_i - v) = v (1 - C/n) + (C/n) cm, with C = sum c
+        // and cm = sum c_i x_i / C (a weighted mean, safe from overflow).
+        let share = c.iter().sum::<f64>() / n as f64;
+        let cm = mean_of(rows, &all, Some(&c));
+        for (vj, mj) in v.iter_mut().zip(&cm) {
+            *vj = *vj * (1.0 - share) + mj * share;
         }
     }
     Ok(Aggregate { vector: finish(rows, v)?, selected: Vec::new(), scores: c, iterations: iters })

@@ -21,6 +21,8 @@ use crate::simd::Isa;
 
 /// Columns per tile.
 pub const W: usize = 16;
+/// How many tiles ahead the gather prefetches each row.
+const PREFETCH_AHEAD: usize = 8;
 /// Columns per parallel task (a multiple of W).
 const GRAIN: usize = W * 128;
 
@@ -77,7 +79,26 @@ pub fn network_for(n: usize, lo: usize, hi: usize) -> Vec<Comparator> {
     prune(&batcher(n), &needed)
 }
 
-pub type Tile<T> = [T; W];
+/// One row segment of a tile: W values, aligned to a cache line so that
+/// every SIMD load and store of the network stays within one line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub struct Tile<T>(pub [T; W]);
+
+impl<T> core::ops::Index<usize> for Tile<T> {
+    type Output = T;
+    #[inline(always)]
+    fn index(&self, l: usize) -> &T {
+        &self.0[l]
+    }
+}
+
+impl<T> core::ops::IndexMut<usize> for Tile<T> {
+    #[inline(always)]
+    fn index_mut(&mut self, l: usize) -> &mut T {
+        &mut self.0[l]
+    }
+}
 
 /// Runs a comparator network over a tile buffer, one SIMD min/max pair per
 /// comparator. Per element type, because the portable form of a lane-wise
@@ -93,7 +114,7 @@ pub trait Network: Sized + Copy {
 #[inline(always)]
 fn network_portable<T: Real>(buf: &mut [Tile<T>], net: &[Comparator]) {
     for &(a, b) in net {
-        let (x, y) = (buf[a as usize], buf[b as usize]);
+        let (x, y) = (buf[a as usize].0, buf[b as usize].0);
         let mut lo = [T::ZERO; W];
         let mut hi = [T::ZERO; W];
         for l in 0..W {
@@ -102,8 +123,8 @@ fn network_portable<T: Real>(buf: &mut [Tile<T>], net: &[Comparator]) {
             lo[l] = if x[l] < y[l] { x[l] } else { y[l] };
             hi[l] = if x[l] < y[l] { y[l] } else { x[l] };
         }
-        buf[a as usize] = lo;
-        buf[b as usize] = hi;
+        buf[a as usize] = Tile(lo);
+        buf[b as usize] = Tile(hi);
     }
 }
 
@@ -203,19 +224,29 @@ fn run_range<T: Real, E: Emit<T>>(
     emit: &E,
 ) -> bool {
     let n = rows.n();
-    let mut buf: Vec<Tile<T>> = vec![[T::ZERO; W]; n];
+    let mut buf: Vec<Tile<T>> = vec![Tile([T::ZERO; W]); n];
     let mut check = [T::ZERO; W];
     let mut t = 0;
     while t < out.len() {
         let w = W.min(out.len() - t);
         let c = c0 + t;
         for (r, slot) in buf.iter_mut().enumerate() {
-            let seg = &rows.row(r)[c..c + w];
+            let row = rows.row(r);
+            // n row streams are more than the hardware prefetcher tracks:
+            // ask for the line PREFETCH_AHEAD tiles on.
+            #[cfg(target_arch = "x86_64")]
+            if let Some(ahead) = row.get(c + PREFETCH_AHEAD * W) {
+                // SAFETY: a prefetch hint on a valid address; it cannot fault.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch(ahead as *const T as *const i8, core::arch::x86_64::_MM_HINT_T0)
+                };
+            }
+            let seg = &row[c..c + w];
             if w == W {
-                slot.copy_from_slice(seg);
+                slot.0.copy_from_slice(seg);
             } else {
-                *slot = [T::ZERO; W];
-                slot[..w].copy_from_slice(seg);
+                *slot = Tile([T::ZERO; W]);
+                slot.0[..w].copy_from_slice(seg);
             }
             for l in 0..W {
                 // x - x is NaN exactly when x is NaN or infinite.
@@ -299,6 +330,17 @@ pub(crate) fn lane_sums<T: Real>(tile: &[Tile<T>], lo: usize, hi: usize) -> [f64
     s
 }
 
+/// (a + b) / 2 without overflow near f64::MAX.
+#[inline]
+pub(crate) fn midpoint(a: f64, b: f64) -> f64 {
+    let s = a + b;
+    if s.is_finite() {
+        s / 2.0
+    } else {
+        a / 2.0 + b / 2.0
+    }
+}
+
 /// Median of a sorted slice: the middle value, or the mean of the two.
 #[inline]
 pub(crate) fn median_sorted<T: Real>(v: &[T]) -> f64 {
@@ -306,7 +348,7 @@ pub(crate) fn median_sorted<T: Real>(v: &[T]) -> f64 {
     if n % 2 == 1 {
         v[n / 2].to_f64()
     } else {
-        (v[n / 2 - 1].to_f64() + v[n / 2].to_f64()) / 2.0
+        midpoint(v[n / 2 - 1].to_f64(), v[n / 2].to_f64())
     }
 }
 
@@ -333,5 +375,11 @@ pub(crate) fn closest_to_median_mean<T: Real>(v: &[T], beta: usize) -> f64 {
             r += 1;
         }
     }
-    v[l..r].iter().map(|x| x.to_f64()).sum::<f64>() / beta as f64
+    let s = v[l..r].iter().map(|x| x.to_f64()).sum::<f64>();
+    if s.is_finite() {
+        s / beta as f64
+    } else {
+        // Only f64 inputs near f64::MAX get here: divide first.
+        v[l..r].iter().map(|x| x.to_f64() / beta as f64).sum()
+    }
 }

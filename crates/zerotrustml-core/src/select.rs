@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::Result;
+use crate::error::{invalid, Result};
 use crate::gram::{self, Gram};
 use crate::input::Rows;
 
@@ -32,7 +32,17 @@ fn sum_k_smallest(v: &mut [f64], k: usize) -> f64 {
 
 impl<'r, 'a, T: crate::real::Real> Scorer<'r, 'a, T> {
     pub fn new(rows: &'r Rows<'a, T>) -> Result<Self> {
-        Ok(Scorer { rows, gram: gram::gram(rows)?, exact: HashMap::new(), refined: 0 })
+        let gram = gram::gram(rows)?;
+        // Finite inputs give a finite Gram matrix unless squared norms near
+        // f64::MAX (float64 values beyond ~1e154), where the distances would
+        // overflow: no distance rule can rank those.
+        if let Some(i) = (0..gram.n).find(|&i| !(gram.g[i * gram.n + i] <= f64::MAX / 4.0)) {
+            return Err(invalid(
+                "updates",
+                format!("the squared norm of update {i} overflows float64; scale the updates down"),
+            ));
+        }
+        Ok(Scorer { rows, gram, exact: HashMap::new(), refined: 0 })
     }
 
     fn ensure_exact(&mut self, idx: &[usize]) {
