@@ -79,6 +79,23 @@ pub fn network_for(n: usize, lo: usize, hi: usize) -> Vec<Comparator> {
     prune(&batcher(n), &needed)
 }
 
+/// Rows per block that a register kernel sorts whole (16 vectors).
+pub const BLOCK: usize = 16;
+
+/// The same network for inputs whose aligned blocks of `BLOCK` rows are
+/// already sorted: Batcher's first stages (merges of width < BLOCK) only
+/// sort those blocks, so they are dropped, and the rest is pruned as in
+/// `network_for`. Correct because sorting a block yields exactly the values
+/// those stages leave at every position.
+pub fn network_after_blocks(n: usize, lo: usize, hi: usize) -> Vec<Comparator> {
+    let needed: Vec<bool> = (0..n).map(|p| p >= lo && p < hi).collect();
+    let full = batcher(n);
+    // Comparators of merges of width < BLOCK connect positions of one block
+    // and come first; the first comparator across blocks starts the rest.
+    let split = full.iter().position(|&(a, b)| a as usize / BLOCK != b as usize / BLOCK).unwrap_or(full.len());
+    prune(&full[split..], &needed)
+}
+
 /// One row segment of a tile: W values, aligned to a cache line so that
 /// every SIMD load and store of the network stays within one line.
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +126,22 @@ pub trait Network: Sized + Copy {
     /// # Safety
     /// Every comparator index is < buf.len() (networks come from `network_for(buf.len(), ..)`).
     unsafe fn run(isa: simd::Isa, buf: &mut [Tile<Self>], net: &[Comparator]);
+
+    /// Sorts every aligned block of `BLOCK` rows in registers, if this type
+    /// and instruction set have such a kernel; returns whether it did.
+    ///
+    /// # Safety
+    /// `isa` is available on this CPU.
+    unsafe fn sort_blocks(isa: simd::Isa, buf: &mut [Tile<Self>]) -> bool {
+        let _ = (isa, buf);
+        false
+    }
+
+    /// Whether `sort_blocks` does anything for this type and `isa`.
+    fn sorts_blocks(isa: simd::Isa) -> bool {
+        let _ = isa;
+        false
+    }
 }
 
 #[inline(always)]
@@ -154,6 +187,44 @@ mod x86 {
             }
         };
     }
+    /// Batcher's network on 16 inputs (63 comparators), straight-line code
+    /// over 16 registers.
+    macro_rules! sort16 {
+        ($v:ident, $min:ident, $max:ident; $($a:literal, $b:literal);* $(;)?) => {
+            $(
+                let t = $min($v[$a], $v[$b]);
+                $v[$b] = $max($v[$a], $v[$b]);
+                $v[$a] = t;
+            )*
+        };
+    }
+
+    /// Sorts each aligned block of 16 tile rows (missing rows of the last
+    /// block count as +inf and are not written back).
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) unsafe fn f32_sort_blocks_avx512(buf: &mut [Tile<f32>]) {
+        let n = buf.len();
+        let base = buf.as_mut_ptr() as *mut f32;
+        let mut b0 = 0;
+        while b0 < n {
+            let rows = (n - b0).min(16);
+            let mut v: [__m512; 16] = [_mm512_set1_ps(f32::INFINITY); 16];
+            for (r, slot) in v.iter_mut().enumerate().take(rows) {
+                *slot = _mm512_load_ps(base.add((b0 + r) * W));
+            }
+            sort16!(v, _mm512_min_ps, _mm512_max_ps;
+                0,1; 2,3; 4,5; 6,7; 8,9; 10,11; 12,13; 14,15; 0,2; 1,3; 4,6; 5,7; 8,10; 9,11; 12,14; 13,15;
+                1,2; 5,6; 9,10; 13,14; 0,4; 1,5; 2,6; 3,7; 8,12; 9,13; 10,14; 11,15; 2,4; 3,5; 10,12; 11,13;
+                1,2; 3,4; 5,6; 9,10; 11,12; 13,14; 0,8; 1,9; 2,10; 3,11; 4,12; 5,13; 6,14; 7,15; 4,8; 5,9;
+                6,10; 7,11; 2,4; 3,5; 6,8; 7,9; 10,12; 11,13; 1,2; 3,4; 5,6; 7,8; 9,10; 11,12; 13,14;
+            );
+            for (r, slot) in v.iter().enumerate().take(rows) {
+                _mm512_store_ps(base.add((b0 + r) * W), *slot);
+            }
+            b0 += 16;
+        }
+    }
+
     runner!(
         f32_avx512,
         f32,
@@ -181,7 +252,7 @@ mod x86 {
 }
 
 macro_rules! network_impl {
-    ($t:ty, $avx512:ident, $avx2:ident) => {
+    ($t:ty, $avx512:ident, $avx2:ident $(, $sort_blocks:ident)?) => {
         impl Network for $t {
             #[inline(always)]
             unsafe fn run(isa: simd::Isa, buf: &mut [Tile<Self>], net: &[Comparator]) {
@@ -193,10 +264,26 @@ macro_rules! network_impl {
                     _ => network_portable(buf, net),
                 }
             }
+            $(
+                #[inline(always)]
+                unsafe fn sort_blocks(isa: simd::Isa, buf: &mut [Tile<Self>]) -> bool {
+                    #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx512 {
+                        x86::$sort_blocks(buf);
+                        return true;
+                    }
+                    let _ = (isa, buf);
+                    false
+                }
+
+                fn sorts_blocks(isa: simd::Isa) -> bool {
+                    cfg!(target_arch = "x86_64") && isa == Isa::Avx512
+                }
+            )?
         }
     };
 }
-network_impl!(f32, f32_avx512, f32_avx2);
+network_impl!(f32, f32_avx512, f32_avx2, f32_sort_blocks_avx512);
 network_impl!(f64, f64_avx512, f64_avx2);
 
 /// What a rule makes of a sorted tile: `emit(tile, out)` writes one value per
@@ -253,9 +340,14 @@ fn run_range<T: Real, E: Emit<T>>(
                 check[l] = check[l].add(slot[l].sub(slot[l]));
             }
         }
-        // SAFETY: `net` comes from `network_for(n, ..)`, so its indices are
-        // < n = buf.len(); `isa` never exceeds what the CPU has.
-        unsafe { T::run(isa, &mut buf, net) };
+        // SAFETY: `net` comes from `network_for(n, ..)` or
+        // `network_after_blocks(n, ..)` (the latter exactly when
+        // `sorts_blocks(isa)`), so its indices are < n = buf.len(); `isa`
+        // never exceeds what the CPU has.
+        unsafe {
+            T::sort_blocks(isa, &mut buf);
+            T::run(isa, &mut buf, net);
+        }
         emit.emit(&buf, &mut out[t..t + w]);
         t += W;
     }
@@ -289,8 +381,8 @@ unsafe fn run_range_avx2<T: Real, E: Emit<T>>(
 /// Sorts every column's positions `lo..hi` into place and applies `emit`
 /// tile by tile. Fails on a non-finite input.
 pub(crate) fn per_column<T: Real, E: Emit<T>>(rows: &Rows<T>, lo: usize, hi: usize, emit: E) -> Result<Vec<T>> {
-    let net = network_for(rows.n(), lo, hi);
     let isa = simd::active();
+    let net = if T::sorts_blocks(isa) { network_after_blocks(rows.n(), lo, hi) } else { network_for(rows.n(), lo, hi) };
     let mut out = vec![T::ZERO; rows.d()];
     let bad = std::sync::atomic::AtomicBool::new(false);
     par::for_each_chunk_mut(&mut out, GRAIN, |c0, chunk| {

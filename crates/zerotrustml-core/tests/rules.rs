@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use zerotrustml_core::order::{batcher, network_for};
+use zerotrustml_core::order::{batcher, network_after_blocks, network_for, BLOCK};
 use zerotrustml_core::*;
 
 fn rows<'a>(x: &'a [f32], n: usize, d: usize) -> Rows<'a, f32> {
@@ -39,6 +39,30 @@ fn pruned_networks_place_the_needed_positions() {
                 let mut v: Vec<u64> = (0..n).map(|_| r.below(8)).collect();
                 let mut sorted = v.clone();
                 sorted.sort();
+                for &(a, b) in &net {
+                    let (a, b) = (a as usize, b as usize);
+                    if v[a] > v[b] {
+                        v.swap(a, b);
+                    }
+                }
+                assert_eq!(&v[lo..hi], &sorted[lo..hi], "n={n} lo={lo} hi={hi}");
+            }
+        }
+    }
+}
+
+#[test]
+fn networks_after_sorted_blocks_place_the_needed_positions() {
+    let mut r = zerotrustml_core::rng::SplitMix64::new(11);
+    for n in [2usize, 15, 16, 17, 31, 32, 33, 50, 64, 100, 129] {
+        for (lo, hi) in [((n - 1) / 2, n / 2 + 1), (n / 10, n - n / 10), (0, n)] {
+            let net = network_after_blocks(n, lo, hi);
+            assert!(net.len() < network_for(n, lo, hi).len() || n <= BLOCK || lo == hi);
+            for _ in 0..20 {
+                let mut v: Vec<u64> = (0..n).map(|_| r.below(1000)).collect();
+                let mut sorted = v.clone();
+                sorted.sort();
+                v.chunks_mut(BLOCK).for_each(|b| b.sort());
                 for &(a, b) in &net {
                     let (a, b) = (a as usize, b as usize);
                     if v[a] > v[b] {
