@@ -36,7 +36,9 @@ impl<'r, 'a, T: crate::real::Real> Scorer<'r, 'a, T> {
         // Finite inputs give a finite Gram matrix unless squared norms near
         // f64::MAX (float64 values beyond ~1e154), where the distances would
         // overflow: no distance rule can rank those.
-        if let Some(i) = (0..gram.n).find(|&i| !(gram.g[i * gram.n + i] <= f64::MAX / 4.0)) {
+        if let Some(i) = (0..gram.n)
+            .find(|&i| gram.g[i * gram.n + i].partial_cmp(&(f64::MAX / 4.0)) != Some(core::cmp::Ordering::Less))
+        {
             return Err(invalid(
                 "updates",
                 format!("the squared norm of update {i} overflows float64; scale the updates down"),
