@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test build bench lint test-rust test-python wasm-check clean
+.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ test-holochain clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,7 +15,8 @@ $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.26" "click>=8.1" "rich>=13" \
-	    "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5"
+	    "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5" \
+	    "websockets>=12" "msgpack>=1.0" "pynacl>=1.5"
 	touch $@
 
 build: $(VENV)/.deps ## build the Rust extension into .venv (release)
@@ -24,7 +25,7 @@ build: $(VENV)/.deps ## build the Rust extension into .venv (release)
 run: build ## the main job: an aggregation demo on a poisoned round (embedded, no services)
 	$(PY) -m zerotrustml demo
 
-test: build lint test-rust wasm-check test-python ## every test: Rust, wasm build of the core, Python
+test: build lint test-rust wasm-check test-python test-holochain ## every test: Rust, wasm, Python, real conductors
 
 test-rust: ## cargo tests of the core
 	cargo test -p zerotrustml-core --release
@@ -39,9 +40,18 @@ test-python: build ## pytest (differential vs Flower, properties, errors)
 lint: $(VENV)/.deps ## clippy -D warnings, rustfmt, ruff, mypy, stub check
 	cargo fmt --check
 	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
-	ruff check python tests benchmarks
+	ruff check python tests benchmarks scripts
 	mypy
 	$(PY) -m mypy.stubtest zerotrustml._core --ignore-missing-stub
+
+holochain: ## install holochain 0.6.3, hc and the bootstrap server (cached outside the repo; ~1 h the first time)
+	bash scripts/install-holochain.sh
+
+happ: holochain ## build the zomes (wasm32) and pack workdir/zerotrustml.happ
+	bash scripts/build-happ.sh
+
+test-holochain: happ $(VENV)/.deps ## two real conductors sync a submission through a local bootstrap server
+	$(PY) scripts/sync-proof.py --timeout 120
 
 bench: build ## benchmark the kernels against numpy, Flower and the hardware floor
 	$(PY) benchmarks/aggregators.py
