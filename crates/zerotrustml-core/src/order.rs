@@ -22,6 +22,7 @@ use crate::simd::Isa;
 /// Columns per tile.
 pub const W: usize = 16;
 /// How many tiles ahead the gather prefetches each row.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 8;
 /// Columns per parallel task (a multiple of W).
 const GRAIN: usize = W * 128;
@@ -277,7 +278,7 @@ macro_rules! network_impl {
                 }
 
                 fn sorts_blocks(isa: simd::Isa) -> bool {
-                    cfg!(target_arch = "x86_64") && isa == Isa::Avx512
+                    cfg!(target_arch = "x86_64") && isa == simd::Isa::Avx512
                 }
             )?
         }

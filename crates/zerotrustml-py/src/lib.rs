@@ -269,6 +269,5 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NonFiniteError", py.get_type::<NonFiniteError>())?;
     m.add("PreconditionError", py.get_type::<PreconditionError>())?;
     m.add("ParameterError", py.get_type::<ParameterError>())?;
-    m.add("GRAM_CHUNK_COLUMNS", core::gram::KB)?;
     Ok(())
 }
