@@ -705,11 +705,17 @@ def evaluate_targets(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         title = RULE_TITLES[rule]
         add(f"{title} at {where}: ours / compute floor <= 1.5", e and e["ratio_to_floor"], 1.5, "max")
         add(f"{title} at {where}: >= 3x faster than numpy Gram Krum", e and e["speedup_vs_numpy"], 3.0, "min")
-    for rule, peer in (("median", "np.median"), ("trimmed_mean", "numpy sorted trimmed mean")):
+    # The issue measures both order-statistic rules against np.median (the
+    # numpy route to a robust coordinate-wise statistic); the trimmed-mean
+    # table also shows the sorted numpy trimmed mean.
+    np_median_s = big["rules"]["median"]["impls"]["numpy"]["best_s"] if big else None
+    for rule in ("median", "trimmed_mean"):
         e = big["rules"][rule] if big else None
         title = RULE_TITLES[rule]
-        add(f"{title} at {where}: >= 20x faster than {peer}", e and e["speedup_vs_numpy"], 20.0, "min")
-        add(f"{title} at {where}: ours / read floor <= 3", e and e["ratio_to_floor"], 3.0, "max")
+        ours_s = e["impls"]["ours"]["best_s"] if e else None
+        speedup = np_median_s / ours_s if (np_median_s and ours_s) else None
+        add(f"{title} at {where}: >= 20x faster than np.median", speedup, 20.0, "min")
+        add(f"{title} at {where}: ours / read floor <= 3 (aim)", e and e["ratio_to_floor"], 3.0, "max")
     for rule, anchor in PUBLISHED_ANCHORS.items():
         s = find_size(sizes, anchor["n"], anchor["d"])
         ours_ms = s["rules"][rule]["impls"]["ours"]["best_s"] * 1e3 if s else None
