@@ -10,6 +10,16 @@ fn rows<'a>(x: &'a [f32], n: usize, d: usize) -> Rows<'a, f32> {
     Rows::from_flat(x, n, d).unwrap()
 }
 
+/// Runs a comparator network on a slice, as the kernels do on lanes.
+fn apply<T: PartialOrd>(net: &[(u32, u32)], v: &mut [T]) {
+    for &(a, b) in net {
+        let (a, b) = (a as usize, b as usize);
+        if v[a] > v[b] {
+            v.swap(a, b);
+        }
+    }
+}
+
 #[test]
 fn batcher_sorts_every_zero_one_input() {
     // 0-1 principle: a comparator network sorts everything iff it sorts 0/1.
@@ -17,12 +27,7 @@ fn batcher_sorts_every_zero_one_input() {
         let net = batcher(n);
         for bits in 0u32..(1 << n) {
             let mut v: Vec<u8> = (0..n).map(|i| ((bits >> i) & 1) as u8).collect();
-            for &(a, b) in &net {
-                let (a, b) = (a as usize, b as usize);
-                if v[a] > v[b] {
-                    v.swap(a, b);
-                }
-            }
+            apply(&net, &mut v);
             assert!(v.windows(2).all(|w| w[0] <= w[1]), "n={n} bits={bits:b}");
         }
     }
@@ -39,12 +44,7 @@ fn pruned_networks_place_the_needed_positions() {
                 let mut v: Vec<u64> = (0..n).map(|_| r.below(8)).collect();
                 let mut sorted = v.clone();
                 sorted.sort();
-                for &(a, b) in &net {
-                    let (a, b) = (a as usize, b as usize);
-                    if v[a] > v[b] {
-                        v.swap(a, b);
-                    }
-                }
+                apply(&net, &mut v);
                 assert_eq!(&v[lo..hi], &sorted[lo..hi], "n={n} lo={lo} hi={hi}");
             }
         }
@@ -63,12 +63,7 @@ fn networks_after_sorted_blocks_place_the_needed_positions() {
                 let mut sorted = v.clone();
                 sorted.sort();
                 v.chunks_mut(BLOCK).for_each(|b| b.sort());
-                for &(a, b) in &net {
-                    let (a, b) = (a as usize, b as usize);
-                    if v[a] > v[b] {
-                        v.swap(a, b);
-                    }
-                }
+                apply(&net, &mut v);
                 assert_eq!(&v[lo..hi], &sorted[lo..hi], "n={n} lo={lo} hi={hi}");
             }
         }
