@@ -17,9 +17,10 @@
 //!   Each input value is loaded a few times instead of once per tile pair,
 //!   so the kernel runs near the FMA peak rather than at the L2 bandwidth.
 //!
-//! Each `Gram` carries a rigorous bound `eps` such that
-//! |G_ij - exact| <= eps * sqrt(G_ii G_jj), hence
-//! |D_ij - exact| <= 2 eps (G_ii + G_jj). Selections made from D are
+//! Each `Gram` carries a rigorous bound (`eps`, `abs`) such that
+//! |G_ij - exact| <= eps * sqrt(G_ii G_jj) + abs (abs covers roundings in
+//! the subnormal range), hence |D_ij - exact| <= 2 eps (G_ii + G_jj) + 4 abs
+//! (`dist_err` doubles it for slack). Selections made from D are
 //! re-decided with exact distances whenever that bound leaves them in doubt
 //! (see `select`), so the selected indices are those of the exact computation.
 
