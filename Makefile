@@ -27,8 +27,8 @@ run: build ## the main job: an aggregation demo on a poisoned round (embedded, n
 
 test: build lint test-rust wasm-check test-python test-holochain ## every test: Rust, wasm, Python, real conductors
 
-test-rust: ## cargo tests of the core
-	cargo test -p zerotrustml-core --release
+test-rust: ## cargo tests of the core and of the zomes' pure validation logic
+	cargo test -p zerotrustml-core -p gradients_integrity --release
 
 wasm-check: ## the core must build for wasm32 (the zomes reuse it)
 	rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
