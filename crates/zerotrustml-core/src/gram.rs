@@ -209,7 +209,7 @@ pub(crate) fn dot_f64<T: Real>(a: &[T], b: &[T]) -> f64 {
 
 /// Squared distance in f64 with 8 independent lanes: the exact reference.
 #[inline]
-pub(crate) fn sqdist_f64<T: Real>(a: &[T], b: &[T]) -> f64 {
+pub(crate) fn sqdist_f64<A: Real, B: Real>(a: &[A], b: &[B]) -> f64 {
     let mut acc = [0.0f64; 8];
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);

@@ -74,7 +74,7 @@ pub(crate) fn mean_of<T: Real>(rows: &Rows<T>, idx: &[usize], w: Option<&[f64]>)
 /// ||x - v|| in f64; a sum of squares that overflows is redone on values
 /// scaled down by an exact power of two.
 pub(crate) fn dist<T: Real>(x: &[T], v: &[f64]) -> f64 {
-    let s = sqdist_to(x, v);
+    let s = crate::gram::sqdist_f64(x, v);
     if s.is_finite() {
         return s.sqrt();
     }
@@ -87,24 +87,6 @@ pub(crate) fn dist<T: Real>(x: &[T], v: &[f64]) -> f64 {
         })
         .sum();
     scaled.sqrt() * UP
-}
-
-/// ||x - v||^2 in f64 for a row and an f64 vector, 8 lanes.
-pub(crate) fn sqdist_to<T: Real>(x: &[T], v: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let mut cx = x.chunks_exact(8);
-    let mut cv = v.chunks_exact(8);
-    for (a, b) in (&mut cx).zip(&mut cv) {
-        for l in 0..8 {
-            let t = a[l].to_f64() - b[l];
-            acc[l] += t * t;
-        }
-    }
-    for (l, (a, b)) in cx.remainder().iter().zip(cv.remainder()).enumerate() {
-        let t = a.to_f64() - b;
-        acc[l] += t * t;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
 /// Distances from every row to v, in parallel over rows.
