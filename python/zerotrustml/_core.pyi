@@ -17,6 +17,12 @@ class NonFiniteError(ValidationError): ...
 class PreconditionError(ValidationError): ...
 class ParameterError(ValidationError): ...
 
+class SubmissionRejected(ValidationError):
+    field: str
+    code: str
+
+NORM_RTOL: float
+
 def mean(updates: _Updates, weights: list[float] | None = None) -> _Agg:
     """Weighted mean, f64 accumulation."""
 
@@ -57,3 +63,28 @@ def simd_path() -> str:
 
 def set_simd_path(name: str) -> str:
     """Force an instruction set."""
+
+def payload_hash(values: npt.NDArray[np.float32]) -> bytes:
+    """SHA-256 of the payload's little-endian float32 bytes."""
+
+def l2_norm(values: npt.NDArray[np.float32]) -> float:
+    """L2 norm accumulated in float64 in index order."""
+
+def check_spec(spec: tuple[str, int, float, int, int | None]) -> None:
+    """Raise SubmissionRejected (code bad_spec) if the model spec is unusable."""
+
+def validate_submission(
+    spec: tuple[str, int, float, int, int | None],
+    values: npt.NDArray[np.float32],
+    *,
+    model_id: str,
+    round: int,
+    dims: int,
+    norm: float,
+    example_count: int,
+    payload_hash: bytes,
+) -> None:
+    """Apply every submission rule; raise SubmissionRejected naming the field."""
+
+def check_unique(round: int, already: int) -> None:
+    """Raise SubmissionRejected (code duplicate) when already > 0."""

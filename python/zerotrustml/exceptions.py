@@ -2,7 +2,9 @@
 
 All input errors derive from ``ValidationError``, itself a ``ValueError``,
 and their messages name the parameter and the rule that failed. A wrong
-dtype or container type raises ``TypeError``.
+dtype or container type raises ``TypeError``. A submission that breaks a
+validation rule raises ``SubmissionRejected``, with ``field`` and ``code``
+attributes.
 """
 
 from zerotrustml._core import (
@@ -11,6 +13,7 @@ from zerotrustml._core import (
     ParameterError,
     PreconditionError,
     ShapeError,
+    SubmissionRejected,
     ValidationError,
 )
 
@@ -21,4 +24,5 @@ __all__ = [
     "NonFiniteError",
     "PreconditionError",
     "ParameterError",
+    "SubmissionRejected",
 ]

@@ -1,4 +1,4 @@
-//! ZeroTrustML core: robust aggregation rules, pure Rust.
+//! ZeroTrustML core: robust aggregation and submission validation rules, pure Rust.
 //!
 //! No Python here (the `zerotrustml-py` crate binds it) and nothing that
 //! needs an OS: with default features off it builds for wasm32-unknown-unknown,
@@ -18,6 +18,7 @@ pub mod real;
 pub mod rng;
 mod select;
 pub mod simd;
+pub mod validation;
 mod weighted;
 
 pub use aggregate::{

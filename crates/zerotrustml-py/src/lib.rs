@@ -7,7 +7,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use zerotrustml_core as core;
-use zerotrustml_core::{CoreError, Rows};
+use zerotrustml_core::{validation, CoreError, Rows};
 
 create_exception!(
     zerotrustml.exceptions,
@@ -30,6 +30,12 @@ create_exception!(
     "A rule's precondition on n and f does not hold."
 );
 create_exception!(zerotrustml.exceptions, ParameterError, ValidationError, "A parameter outside its domain.");
+create_exception!(
+    zerotrustml.exceptions,
+    SubmissionRejected,
+    ValidationError,
+    "A submission broke a validation rule; `field` names the field and `code` the rule."
+);
 
 /// The one place core errors become Python exceptions.
 struct PyCoreError(CoreError);
@@ -247,6 +253,72 @@ fn set_simd_path(name: &str) -> PyResult<&'static str> {
     Ok(core::simd::force(isa).name())
 }
 
+/// A broken submission rule as `SubmissionRejected`, with `field` and `code` set.
+fn rejected(py: Python<'_>, r: validation::Rejection) -> PyErr {
+    let err = SubmissionRejected::new_err(r.to_string());
+    let value = err.value(py);
+    match value.setattr("field", r.field()).and_then(|_| value.setattr("code", r.code())) {
+        Ok(()) => err,
+        Err(e) => e,
+    }
+}
+
+fn payload<'a>(values: &'a PyReadonlyArray1<'_, f32>) -> PyResult<&'a [f32]> {
+    values.as_slice().map_err(|_| PyTypeError::new_err("values: array must be C-contiguous"))
+}
+
+#[pyfunction]
+fn payload_hash(py: Python<'_>, values: PyReadonlyArray1<'_, f32>) -> PyResult<Vec<u8>> {
+    let v = payload(&values)?;
+    Ok(py.detach(|| validation::payload_hash(v)).to_vec())
+}
+
+#[pyfunction]
+fn l2_norm(py: Python<'_>, values: PyReadonlyArray1<'_, f32>) -> PyResult<f64> {
+    let v = payload(&values)?;
+    Ok(py.detach(|| validation::l2_norm(v)))
+}
+
+/// The spec arrives as a tuple (model_id, dims, max_norm, max_payload_bytes, max_round).
+type SpecTuple = (String, u64, f64, u64, Option<u64>);
+
+fn spec_of((model_id, dims, max_norm, max_payload_bytes, max_round): SpecTuple) -> validation::ModelSpec {
+    validation::ModelSpec { model_id, dims, max_norm, max_payload_bytes, max_round }
+}
+
+#[pyfunction]
+fn check_spec(py: Python<'_>, spec: SpecTuple) -> PyResult<()> {
+    validation::check_spec(&spec_of(spec)).map_err(|r| rejected(py, r))
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (spec, values, *, model_id, round, dims, norm, example_count, payload_hash))]
+fn validate_submission(
+    py: Python<'_>,
+    spec: SpecTuple,
+    values: PyReadonlyArray1<'_, f32>,
+    model_id: &str,
+    round: u64,
+    dims: u64,
+    norm: f64,
+    example_count: u64,
+    payload_hash: &[u8],
+) -> PyResult<()> {
+    let spec = spec_of(spec);
+    let payload_hash: [u8; 32] = payload_hash
+        .try_into()
+        .map_err(|_| ParameterError::new_err(format!("payload_hash: must be 32 bytes, got {}", payload_hash.len())))?;
+    let meta = validation::SubmissionMeta { model_id, round, dims, norm, example_count, payload_hash };
+    let v = payload(&values)?;
+    py.detach(|| validation::validate_submission(&spec, &meta, v)).map_err(|r| rejected(py, r))
+}
+
+#[pyfunction]
+fn check_unique(py: Python<'_>, round: u64, already: u64) -> PyResult<()> {
+    validation::check_unique(round, already).map_err(|r| rejected(py, r))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -263,11 +335,18 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gram_distances, m)?)?;
     m.add_function(wrap_pyfunction!(simd_path, m)?)?;
     m.add_function(wrap_pyfunction!(set_simd_path, m)?)?;
+    m.add_function(wrap_pyfunction!(payload_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(l2_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(check_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_submission, m)?)?;
+    m.add_function(wrap_pyfunction!(check_unique, m)?)?;
+    m.add("NORM_RTOL", validation::NORM_RTOL)?;
     m.add("ValidationError", py.get_type::<ValidationError>())?;
     m.add("EmptyInputError", py.get_type::<EmptyInputError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("NonFiniteError", py.get_type::<NonFiniteError>())?;
     m.add("PreconditionError", py.get_type::<PreconditionError>())?;
     m.add("ParameterError", py.get_type::<ParameterError>())?;
+    m.add("SubmissionRejected", py.get_type::<SubmissionRejected>())?;
     Ok(())
 }

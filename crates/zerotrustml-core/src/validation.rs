@@ -1,0 +1,404 @@
+//! The submission rules, shared by every backend.
+//!
+//! The embedded store calls them through the Python binding and the
+//! integrity zome calls them compiled to wasm, so both accept exactly the
+//! same submissions. Nothing here knows about SQLite or Holochain: a rule
+//! takes the model spec, the claimed metadata and the payload, and returns
+//! the first rule it breaks as a [`Rejection`] that names the field.
+//!
+//! The payload is a flat float32 vector. Its hash is SHA-256 over the
+//! little-endian bytes of the values in order, so a payload split into
+//! chunks hashes the same as the whole (feed the chunks to a
+//! [`PayloadDigest`] in order). The norm is the L2 norm accumulated in f64
+//! in index order; a client may compute it another way (numpy float32 uses
+//! pairwise sums), so a claimed norm is accepted within [`NORM_RTOL`].
+
+use core::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// Relative tolerance between a claimed norm and the recomputed one.
+///
+/// A float32 norm computed by pairwise summation is within a few ulps
+/// times log2(d) of the f64 one; 1e-4 covers any d below 2^64 with room to
+/// spare and is still far below any change an attacker could profit from.
+pub const NORM_RTOL: f64 = 1e-4;
+
+/// Bytes per payload value (float32).
+pub const VALUE_BYTES: u64 = 4;
+
+/// What a round's submissions must look like. In the DHT it lives in the
+/// DNA properties, in the embedded store in its metadata table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// The model the updates are for; a submission naming another is rejected.
+    pub model_id: String,
+    /// Number of parameters: the length of every payload.
+    pub dims: u64,
+    /// Largest accepted L2 norm of a payload.
+    pub max_norm: f64,
+    /// Largest accepted payload, in bytes (4 per value).
+    pub max_payload_bytes: u64,
+    /// Rounds run from 0 to `max_round` inclusive; `None` for no bound.
+    pub max_round: Option<u64>,
+}
+
+/// The claims a submission makes about its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionMeta<'a> {
+    pub model_id: &'a str,
+    pub round: u64,
+    pub dims: u64,
+    pub norm: f64,
+    pub example_count: u64,
+    pub payload_hash: [u8; 32],
+}
+
+/// The first rule a submission breaks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// The spec itself is unusable (zero dims, a negative norm bound, ...).
+    Spec { field: &'static str, reason: String },
+    /// `model_id` names another model.
+    ModelId { expected: String, got: String },
+    /// `round` beyond the spec's last round.
+    Round { round: u64, max_round: u64 },
+    /// `dims` does not match the spec.
+    Dims { expected: u64, got: u64 },
+    /// The payload's length does not match `dims`.
+    Length { expected: u64, got: u64 },
+    /// The payload is larger than the spec allows.
+    TooLarge { bytes: u64, limit: u64 },
+    /// A NaN or infinite value in the payload.
+    NonFinite { index: u64, value: f32 },
+    /// The claimed norm is not a finite non-negative number.
+    NormClaim { norm: f64 },
+    /// The claimed norm differs from the payload's.
+    NormMismatch { claimed: f64, actual: f64 },
+    /// The payload's norm exceeds the spec's bound.
+    NormBound { norm: f64, bound: f64 },
+    /// The payload hash does not match the payload.
+    HashMismatch { claimed: [u8; 32], actual: [u8; 32] },
+    /// `example_count` is zero.
+    ExampleCount,
+    /// The author already submitted in this round.
+    Duplicate { round: u64 },
+}
+
+impl Rejection {
+    /// The field the rule is about, as the submission names it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Rejection::Spec { field, .. } => field,
+            Rejection::ModelId { .. } => "model_id",
+            Rejection::Round { .. } | Rejection::Duplicate { .. } => "round",
+            Rejection::Dims { .. } => "dims",
+            Rejection::Length { .. } | Rejection::TooLarge { .. } | Rejection::NonFinite { .. } => "values",
+            Rejection::NormClaim { .. } | Rejection::NormMismatch { .. } | Rejection::NormBound { .. } => "norm",
+            Rejection::HashMismatch { .. } => "payload_hash",
+            Rejection::ExampleCount => "example_count",
+        }
+    }
+
+    /// A stable machine-readable name of the rule.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Spec { .. } => "bad_spec",
+            Rejection::ModelId { .. } => "model_mismatch",
+            Rejection::Round { .. } => "round_out_of_range",
+            Rejection::Dims { .. } => "dims_mismatch",
+            Rejection::Length { .. } => "length_mismatch",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::NonFinite { .. } => "non_finite",
+            Rejection::NormClaim { .. } => "bad_norm",
+            Rejection::NormMismatch { .. } => "norm_mismatch",
+            Rejection::NormBound { .. } => "norm_bound",
+            Rejection::HashMismatch { .. } => "hash_mismatch",
+            Rejection::ExampleCount => "no_examples",
+            Rejection::Duplicate { .. } => "duplicate",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = self.field();
+        match self {
+            Rejection::Spec { reason, .. } => write!(f, "model spec {field}: {reason}"),
+            Rejection::ModelId { expected, got } => write!(f, "{field}: expected {expected:?}, got {got:?}"),
+            Rejection::Round { round, max_round } => write!(f, "{field}: {round} is past the last round {max_round}"),
+            Rejection::Dims { expected, got } => write!(f, "{field}: the model has {expected} parameters, got {got}"),
+            Rejection::Length { expected, got } => write!(f, "{field}: expected {expected} values, got {got}"),
+            Rejection::TooLarge { bytes, limit } => write!(f, "{field}: payload of {bytes} bytes exceeds {limit}"),
+            Rejection::NonFinite { index, value } => write!(f, "{field}: non-finite value {value} at index {index}"),
+            Rejection::NormClaim { norm } => write!(f, "{field}: {norm} is not a finite non-negative number"),
+            Rejection::NormMismatch { claimed, actual } => {
+                write!(f, "{field}: claimed {claimed} but the payload's norm is {actual}")
+            }
+            Rejection::NormBound { norm, bound } => write!(f, "{field}: {norm} exceeds the bound {bound}"),
+            Rejection::HashMismatch { claimed, actual } => {
+                write!(f, "{field}: claimed {} but the payload hashes to {}", hex(claimed), hex(actual))
+            }
+            Rejection::ExampleCount => write!(f, "{field}: must be at least 1"),
+            Rejection::Duplicate { round } => write!(f, "{field}: this author already submitted in round {round}"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 15) as usize] as char]).collect()
+}
+
+/// Incremental hash, norm and finiteness of a payload fed in chunks.
+#[derive(Clone, Default)]
+pub struct PayloadDigest {
+    hasher: Sha256,
+    sum_sq: f64,
+    len: u64,
+    non_finite: Option<(u64, f32)>,
+}
+
+impl PayloadDigest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add the next chunk of values.
+    pub fn update(&mut self, chunk: &[f32]) {
+        // 1 KiB staging keeps the hasher fed in blocks without allocating.
+        let mut buf = [0u8; 1024];
+        for block in chunk.chunks(buf.len() / 4) {
+            for (i, v) in block.iter().enumerate() {
+                buf[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+                if !v.is_finite() && self.non_finite.is_none() {
+                    self.non_finite = Some((self.len + i as u64, *v));
+                }
+                self.sum_sq += f64::from(*v) * f64::from(*v);
+            }
+            self.hasher.update(&buf[..4 * block.len()]);
+            self.len += block.len() as u64;
+        }
+    }
+
+    /// Values seen so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first non-finite value and its index, if any.
+    pub fn non_finite(&self) -> Option<(u64, f32)> {
+        self.non_finite
+    }
+
+    /// L2 norm of the values seen so far (f64, index order).
+    pub fn norm(&self) -> f64 {
+        self.sum_sq.sqrt()
+    }
+
+    /// SHA-256 of the values' little-endian bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+}
+
+/// SHA-256 of a payload's little-endian float32 bytes.
+pub fn payload_hash(values: &[f32]) -> [u8; 32] {
+    let mut d = PayloadDigest::new();
+    d.update(values);
+    d.hash()
+}
+
+/// L2 norm of a payload, accumulated in f64 in index order (exact for the
+/// squares: a float32 squared is exact in f64).
+pub fn l2_norm(values: &[f32]) -> f64 {
+    values.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt()
+}
+
+/// Check that a spec can be used at all.
+pub fn check_spec(spec: &ModelSpec) -> Result<(), Rejection> {
+    let bad = |field, reason: &str| Err(Rejection::Spec { field, reason: reason.into() });
+    if spec.model_id.is_empty() {
+        return bad("model_id", "must not be empty");
+    }
+    if spec.dims == 0 {
+        return bad("dims", "must be at least 1");
+    }
+    if !(spec.max_norm.is_finite() && spec.max_norm > 0.0) {
+        return bad("max_norm", "must be a finite number > 0");
+    }
+    if spec.max_payload_bytes < spec.dims.saturating_mul(VALUE_BYTES) {
+        return bad("max_payload_bytes", "is smaller than one payload of dims float32 values");
+    }
+    Ok(())
+}
+
+/// The rules that need only the claims (the zome checks them before it
+/// fetches the chunks; a store checks them before it reads the payload).
+pub fn validate_meta(spec: &ModelSpec, meta: &SubmissionMeta<'_>) -> Result<(), Rejection> {
+    check_spec(spec)?;
+    if meta.model_id != spec.model_id {
+        return Err(Rejection::ModelId { expected: spec.model_id.clone(), got: meta.model_id.into() });
+    }
+    if let Some(max_round) = spec.max_round {
+        if meta.round > max_round {
+            return Err(Rejection::Round { round: meta.round, max_round });
+        }
+    }
+    // Size before shape: an oversize payload is reported as what it is.
+    let bytes = meta.dims.saturating_mul(VALUE_BYTES);
+    if bytes > spec.max_payload_bytes {
+        return Err(Rejection::TooLarge { bytes, limit: spec.max_payload_bytes });
+    }
+    if meta.dims != spec.dims {
+        return Err(Rejection::Dims { expected: spec.dims, got: meta.dims });
+    }
+    if !(meta.norm.is_finite() && meta.norm >= 0.0) {
+        return Err(Rejection::NormClaim { norm: meta.norm });
+    }
+    if meta.norm > spec.max_norm * (1.0 + NORM_RTOL) {
+        return Err(Rejection::NormBound { norm: meta.norm, bound: spec.max_norm });
+    }
+    if meta.example_count == 0 {
+        return Err(Rejection::ExampleCount);
+    }
+    Ok(())
+}
+
+/// The rules that need the payload, given its digest.
+pub fn validate_digest(spec: &ModelSpec, meta: &SubmissionMeta<'_>, digest: &PayloadDigest) -> Result<(), Rejection> {
+    validate_meta(spec, meta)?;
+    if digest.len() != meta.dims {
+        let bytes = digest.len().saturating_mul(VALUE_BYTES);
+        if bytes > spec.max_payload_bytes {
+            return Err(Rejection::TooLarge { bytes, limit: spec.max_payload_bytes });
+        }
+        return Err(Rejection::Length { expected: meta.dims, got: digest.len() });
+    }
+    if let Some((index, value)) = digest.non_finite() {
+        return Err(Rejection::NonFinite { index, value });
+    }
+    let actual = digest.norm();
+    if actual > spec.max_norm {
+        return Err(Rejection::NormBound { norm: actual, bound: spec.max_norm });
+    }
+    if (meta.norm - actual).abs() > NORM_RTOL * actual.max(f64::MIN_POSITIVE) {
+        return Err(Rejection::NormMismatch { claimed: meta.norm, actual });
+    }
+    let actual = digest.hash();
+    if actual != meta.payload_hash {
+        return Err(Rejection::HashMismatch { claimed: meta.payload_hash, actual });
+    }
+    Ok(())
+}
+
+/// Every rule of one submission whose payload is in one piece.
+pub fn validate_submission(spec: &ModelSpec, meta: &SubmissionMeta<'_>, values: &[f32]) -> Result<(), Rejection> {
+    validate_meta(spec, meta)?;
+    let mut digest = PayloadDigest::new();
+    digest.update(values);
+    validate_digest(spec, meta, &digest)
+}
+
+/// One submission per author per round: `already` is how many the store or
+/// the DHT holds for this author and round.
+pub fn check_unique(round: u64, already: u64) -> Result<(), Rejection> {
+    if already > 0 {
+        return Err(Rejection::Duplicate { round });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ModelSpec {
+        ModelSpec { model_id: "m".into(), dims: 3, max_norm: 10.0, max_payload_bytes: 12, max_round: Some(5) }
+    }
+
+    fn meta(values: &[f32]) -> SubmissionMeta<'static> {
+        SubmissionMeta {
+            model_id: "m",
+            round: 1,
+            dims: values.len() as u64,
+            norm: l2_norm(values),
+            example_count: 4,
+            payload_hash: payload_hash(values),
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_submission() {
+        let v = [1.0, 2.0, 2.0];
+        assert_eq!(validate_submission(&spec(), &meta(&v), &v), Ok(()));
+        assert_eq!(l2_norm(&v), 3.0);
+    }
+
+    #[test]
+    fn chunked_digest_equals_whole() {
+        let v: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let mut d = PayloadDigest::new();
+        for c in v.chunks(257) {
+            d.update(c);
+        }
+        assert_eq!(d.hash(), payload_hash(&v));
+        assert_eq!(d.len(), 3000);
+        assert_eq!(d.norm(), l2_norm(&v));
+    }
+
+    #[test]
+    fn known_sha256() {
+        // Python: hashlib.sha256(struct.pack("<f", 1.0)).hexdigest()
+        assert_eq!(hex(&payload_hash(&[1.0])), "e00e5eb9444182f352323374ef4e08ebcb784725fdd4fd612d7730540b3e0c8c");
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let v = [1.0f32, 2.0, 2.0];
+        let s = spec();
+        let cases: Vec<(SubmissionMeta<'static>, Vec<f32>, &str, &str)> = vec![
+            (SubmissionMeta { model_id: "x", ..meta(&v) }, v.to_vec(), "model_id", "model_mismatch"),
+            (SubmissionMeta { round: 6, ..meta(&v) }, v.to_vec(), "round", "round_out_of_range"),
+            (SubmissionMeta { dims: 2, ..meta(&v) }, v.to_vec(), "dims", "dims_mismatch"),
+            (meta(&v), vec![1.0, 2.0], "values", "length_mismatch"),
+            (meta(&v), vec![1.0, 2.0, 2.0, 0.0], "values", "too_large"),
+            (meta(&v), vec![1.0, f32::NAN, 2.0], "values", "non_finite"),
+            (SubmissionMeta { norm: f64::NAN, ..meta(&v) }, v.to_vec(), "norm", "bad_norm"),
+            (SubmissionMeta { norm: 3.1, ..meta(&v) }, v.to_vec(), "norm", "norm_mismatch"),
+            (SubmissionMeta { payload_hash: [0; 32], ..meta(&v) }, v.to_vec(), "payload_hash", "hash_mismatch"),
+            (SubmissionMeta { example_count: 0, ..meta(&v) }, v.to_vec(), "example_count", "no_examples"),
+        ];
+        for (m, values, field, code) in cases {
+            let err = validate_submission(&s, &m, &values).unwrap_err();
+            assert_eq!((err.field(), err.code()), (field, code), "{err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let big = [6.0f32, 8.0, 1.0];
+        let err = validate_submission(&s, &meta(&big), &big).unwrap_err();
+        assert_eq!(err.code(), "norm_bound");
+        assert_eq!(check_unique(2, 1).unwrap_err().code(), "duplicate");
+        assert_eq!(check_unique(2, 0), Ok(()));
+    }
+
+    #[test]
+    fn bad_specs_are_named() {
+        let v = [1.0f32, 2.0, 2.0];
+        for (s, field) in [
+            (ModelSpec { dims: 0, ..spec() }, "dims"),
+            (ModelSpec { max_norm: f64::INFINITY, ..spec() }, "max_norm"),
+            (ModelSpec { max_payload_bytes: 11, ..spec() }, "max_payload_bytes"),
+            (ModelSpec { model_id: String::new(), ..spec() }, "model_id"),
+        ] {
+            let err = validate_submission(&s, &meta(&v), &v).unwrap_err();
+            assert_eq!((err.code(), err.field()), ("bad_spec", field));
+        }
+    }
+}
