@@ -16,14 +16,14 @@ $(VENV)/.deps: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.26" "click>=8.1" "rich>=13" \
 	    "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5" \
-	    "websockets>=12" "msgpack>=1.0" "pynacl>=1.5"
+	    "websockets>=12" "msgpack>=1.0" "pynacl>=1.5" "mlxtend>=0.23" "scikit-learn>=1.4" "matplotlib>=3.8"
 	touch $@
 
 build: $(VENV)/.deps ## build the Rust extension into .venv (release)
 	maturin develop --release --quiet
 
-run: build ## the main job: an aggregation demo on a poisoned round (embedded, no services)
-	$(PY) -m zerotrustml demo
+run: build ## the main job: simulate 20 nodes, 30% sign flip, MNIST, Multi-Krum (embedded store, no services)
+	$(PY) -m zerotrustml run
 
 test: build lint test-rust wasm-check test-python test-holochain ## every test: Rust, wasm, Python, real conductors
 

@@ -78,7 +78,14 @@ def test_exceptions_are_value_errors() -> None:
         "NonFiniteError",
         "PreconditionError",
         "ParameterError",
+        "SubmissionRejected",
+        "StoreError",
+        "StoreLockedError",
+        "StoreCorruptError",
     }
+    assert issubclass(exceptions.SubmissionRejected, ValidationError)
+    assert issubclass(exceptions.StoreLockedError, exceptions.StoreError)
+    assert issubclass(exceptions.StoreCorruptError, exceptions.StoreError)
     with pytest.raises(ValueError):
         agg.krum(np.zeros((2, 2)), 1)
 

@@ -193,9 +193,7 @@ def krum(updates: Updates, f: int, variant: KrumVariant = "standard") -> Aggrega
     return _result("krum", _core.krum(_prepare(updates), _count("f", f), variant))
 
 
-def multi_krum(
-    updates: Updates, f: int, m: int | None = None, variant: KrumVariant = "standard"
-) -> AggregationResult:
+def multi_krum(updates: Updates, f: int, m: int | None = None, variant: KrumVariant = "standard") -> AggregationResult:
     """Multi-Krum: the ``m`` updates with the lowest Krum scores, averaged with equal weights.
 
     ``m`` defaults to ``n - f``. ``selected`` lists them by score, then index.

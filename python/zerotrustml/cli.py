@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 from rich.console import Console
-from rich.progress import track
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
 from rich.table import Table
 
-from zerotrustml import __version__, aggregators
+from zerotrustml import __version__, aggregators, attacks, data, defence, models, partition, simulation
+from zerotrustml import plot as plot_mod
+from zerotrustml.backends import BACKENDS, StoreError
+from zerotrustml.exceptions import ValidationError
+from zerotrustml.simulation import RunConfig
 
-ATTACKS = ("sign_flip", "gaussian", "alie")
+DEMO_ATTACKS = ("sign_flip", "gaussian", "alie")
 
 
 def _poison(honest: np.ndarray, n_byz: int, attack: str, rng: np.random.Generator) -> np.ndarray:
@@ -42,6 +48,19 @@ def _clipping(x: np.ndarray) -> aggregators.AggregationResult:
     return aggregators.centered_clipping(x, tau=tau, iters=3, center=center)
 
 
+def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            out[key] = float(raw)
+        except ValueError:
+            raise click.BadParameter(f"expected KEY=NUMBER, got {item!r}", ctx=ctx, param=param) from None
+    return out
+
+
 @click.group()
 @click.version_option(__version__)
 def main() -> None:
@@ -52,7 +71,7 @@ def main() -> None:
 @click.option("--nodes", default=20, show_default=True, help="Number of updates per round.")
 @click.option("--byzantine-fraction", default=0.3, show_default=True, help="Share of Byzantine updates.")
 @click.option("--dim", default=100_000, show_default=True, help="Parameters per update.")
-@click.option("--attack", type=click.Choice(ATTACKS), default="sign_flip", show_default=True)
+@click.option("--attack", type=click.Choice(DEMO_ATTACKS), default="sign_flip", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def demo(nodes: int, byzantine_fraction: float, dim: int, attack: str, seed: int) -> None:
     """Aggregate one poisoned round with every rule and compare with the honest mean."""
@@ -99,6 +118,175 @@ def demo(nodes: int, byzantine_fraction: float, dim: int, attack: str, seed: int
         colour = "green" if err < 0.1 else "red"
         table.add_row(name, f"[{colour}]{err:.4f}[/] (relative)", picked, f"{ms:.1f}")
     console.print(table)
+
+
+def _default_data_dir(config: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{config.dataset}-{config.attack}-{config.aggregator}-s{config.seed}"
+
+
+@main.command()
+@click.option("--nodes", default=20, show_default=True, help="Number of nodes.")
+@click.option("--rounds", default=30, show_default=True, help="Training rounds.")
+@click.option("--byzantine-fraction", default=0.3, show_default=True, help="Share of Byzantine nodes.")
+@click.option("--attack", type=click.Choice(attacks.ATTACKS), default="sign_flip", show_default=True)
+@click.option(
+    "--attack-param",
+    "attack_params",
+    multiple=True,
+    callback=_key_value,
+    metavar="KEY=VALUE",
+    help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
+)
+@click.option("--aggregator", type=click.Choice(defence.DEFENCES), default="multi_krum", show_default=True)
+@click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
+@click.option(
+    "--dataset",
+    type=click.Choice(tuple(dict.fromkeys(data.DATASETS + data.PATH_DATASETS))),
+    default="mnist",
+    show_default=True,
+)
+@click.option(
+    "--dataset-path",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Directory of real files (MNIST/EMNIST idx, CIFAR-10 python batches).",
+)
+@click.option("--distribution", type=click.Choice(partition.PARTITIONS), default="iid", show_default=True)
+@click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew).")
+@click.option("--model", type=click.Choice(models.MODELS), default="softmax", show_default=True)
+@click.option(
+    "--local-steps", default=5, show_default=True, help="Local SGD steps per round (1 + full batch = FedSGD)."
+)
+@click.option("--batch-size", default=32, show_default=True, help="Local minibatch size (0 = full batch).")
+@click.option("--lr", default=0.1, show_default=True, help="Local learning rate.")
+@click.option("--server-lr", type=float, default=None, help="Server learning rate [default: --lr, i.e. FedAvg].")
+@click.option("--momentum", default=0.0, show_default=True, help="Server momentum.")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--omniscient/--no-omniscient",
+    default=True,
+    show_default=True,
+    help="Attackers see the honest updates of the round.",
+)
+@click.option("--colluding/--no-colluding", default=True, show_default=True, help="Attackers coordinate.")
+@click.option("--max-norm", default=1e6, show_default=True, help="Norm bound every submission must meet.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="embedded", show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Store directory; a directory holding the same run resumes it [default: runs/<time>-...].",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Summary JSON path (per-round JSON lines beside it) [default: <data-dir>/summary.json].",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a PNG of accuracy and TPR/FPR per round.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar or table; print the summary path only.")
+def run(
+    data_dir: Path | None, out: Path | None, plot_path: Path | None, quiet: bool, batch_size: int, **options: Any
+) -> None:
+    """Simulate federated training with Byzantine nodes and a robust aggregator.
+
+    With no options: 20 nodes, 30% sign flip, 5,000 real MNIST digits,
+    softmax regression, Multi-Krum, on the embedded SQLite store.
+    """
+    console = Console(quiet=quiet)
+    try:
+        config = RunConfig(batch_size=batch_size or None, **options)
+        config.check()
+    except ValidationError as e:
+        raise click.UsageError(str(e)) from None
+    data_dir = data_dir or _default_data_dir(config)
+    out = out or data_dir / "run.json"
+    metrics_path = out.with_suffix(".jsonl") if out.suffix == ".json" else out.with_name(out.name + ".jsonl")
+    console.print(
+        f"[bold]ZeroTrustML run[/]: {config.nodes} nodes, {config.n_byzantine} Byzantine ({config.attack}), "
+        f"{config.aggregator} (f={config.f}), {config.dataset}/{config.distribution}, {config.model}, "
+        f"store {data_dir}"
+    )
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("round", total=config.rounds)
+
+        def on_round(m: dict[str, Any]) -> None:
+            progress.update(
+                task,
+                completed=m["round"] + 1,
+                description=f"round {m['round'] + 1}: acc {m['accuracy']:.3f} "
+                f"(honest-only {m['honest_only_accuracy']:.3f})",
+            )
+
+        try:
+            sim = simulation.Simulation(config, data_dir, metrics_path=metrics_path, on_round=on_round)
+            summary = sim.run()
+        except (ValidationError, StoreError, OSError) as e:
+            raise click.ClickException(str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    if plot_path is not None:
+        plot_mod.plot_run(metrics_path, plot_path, title=_title(summary))
+    if quiet:
+        click.echo(str(out))
+        return
+    table = Table("metric", "value", title="summary")
+    for key, fmt in (
+        ("final_accuracy", "{:.4f}"),
+        ("honest_only_accuracy", "{:.4f}"),
+        ("accuracy_gap", "{:+.4f}"),
+        ("tpr", "{:.3f}"),
+        ("fpr", "{:.3f}"),
+        ("attack_success_rate", "{:.3f}"),
+        ("rounds", "{}"),
+        ("train_ms_p50", "{:.1f}"),
+        ("validate_ms_p50", "{:.1f}"),
+        ("aggregate_ms_p50", "{:.1f}"),
+        ("store_ms_p50", "{:.1f}"),
+        ("elapsed_s", "{:.1f}"),
+    ):
+        value = summary.get(key)
+        table.add_row(key, "n/a" if value is None else fmt.format(value))
+    console.print(table)
+    console.print(f"summary: {out}\nper round: {metrics_path}")
+
+
+def _title(summary: dict[str, Any]) -> str:
+    p = summary["params"]
+    return f"{p['dataset']} {p['distribution']}, {summary['n_byzantine']}/{p['nodes']} {p['attack']}, {p['aggregator']}"
+
+
+@main.command()
+@click.argument("run_path", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PNG path [default: beside the run's summary, .png].",
+)
+def plot(run_path: Path, out: Path | None) -> None:
+    """Plot a run (its summary JSON, its JSON lines or its data directory) to a PNG."""
+    try:
+        metrics_path, summary = plot_mod.locate(run_path)
+        out = out or metrics_path.with_suffix(".png")
+        plot_mod.plot_run(metrics_path, out, title=_title(summary) if summary else metrics_path.stem)
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(str(out))
 
 
 if __name__ == "__main__":

@@ -26,3 +26,10 @@ __all__ = [
     "ParameterError",
     "SubmissionRejected",
 ]
+
+# Store errors are defined with the backends; re-exported here so every error
+# of the package can be imported from one place. They are defined in base.py
+# before it imports anything from zerotrustml, so either import order works.
+from zerotrustml.backends.base import StoreCorruptError, StoreError, StoreLockedError  # noqa: E402
+
+__all__ += ["StoreError", "StoreLockedError", "StoreCorruptError"]

@@ -15,7 +15,6 @@ relative ``NORM_RTOL``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +81,11 @@ class ModelSpec:
     max_norm: float = 1e6
     max_payload_bytes: int | None = None
     max_round: int | None = None
+
+    def __post_init__(self) -> None:
+        # Normalised at construction, so a spec equals itself read back from any backend.
+        if self.max_payload_bytes is None:
+            object.__setattr__(self, "max_payload_bytes", 4 * self.dims)
 
     def as_tuple(self) -> tuple[str, int, float, int, int | None]:
         size = 4 * self.dims if self.max_payload_bytes is None else self.max_payload_bytes
@@ -186,14 +190,13 @@ def validate(spec: ModelSpec, sub: Submission) -> None:
         raise _reject("values", "bad_dtype", f"payloads are float32, got {values.dtype}")
     if values.ndim != 1:
         raise _reject("values", "length_mismatch", f"a payload is a flat vector, got shape {values.shape}")
-    norm = float(sub.norm)
     _core.validate_submission(
         spec.as_tuple(),
         np.ascontiguousarray(values),
         model_id=sub.model_id,
         round=int(sub.round),
         dims=int(values.shape[0]),
-        norm=norm if math.isfinite(norm) else float("nan"),
+        norm=float(sub.norm),
         example_count=int(sub.example_count),
         payload_hash=sub.payload_hash,
     )

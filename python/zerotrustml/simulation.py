@@ -1,0 +1,465 @@
+"""The federated-learning simulator: nodes, attacks, a backend and a defence.
+
+One round, as DESIGN.md has it: every node trains on its own data and
+produces a flat float32 update; Byzantine nodes replace theirs with an
+attack; every update is submitted to the backend, which validates it with
+the shared rules; the defence reads the round back from the backend (it
+never sees which nodes are Byzantine) and aggregates; the server step
+``theta <- theta - server_lr * (aggregate + momentum)`` follows, and the
+round record (aggregate, model, kept and flagged nodes, evidence, metrics)
+is stored. A second model trained on the same seed from the honest nodes
+alone, by plain averaging, is the reference for the accuracy gap.
+
+Updates are pseudo-gradients ``(theta_before - theta_after) / lr``, so with
+``server_lr == lr`` (the default) the server step is FedAvg's average of the
+local model changes, and with one full-batch local step it is FedSGD.
+
+Every random draw comes from ``numpy.random.default_rng([seed, round, ...])``,
+so a resumed run continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from zerotrustml import attacks, data, defence, models, partition
+from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
+from zerotrustml.exceptions import ParameterError, SubmissionRejected
+from zerotrustml.validation import ModelSpec, Submission
+
+F32 = npt.NDArray[np.float32]
+
+#: Stages timed per round (``<stage>_ms`` in the metrics).
+STAGES = ("train", "validate", "aggregate", "store")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Parameters of one simulated run (the CLI options, one to one)."""
+
+    nodes: int = 20
+    rounds: int = 30
+    byzantine_fraction: float = 0.3
+    attack: str = "sign_flip"
+    aggregator: str = "multi_krum"
+    dataset: str = "mnist"
+    dataset_path: str | None = None
+    distribution: str = "iid"
+    alpha: float = 0.5
+    model: str = "softmax"
+    local_steps: int = 5
+    batch_size: int | None = 32
+    lr: float = 0.1
+    server_lr: float | None = None
+    momentum: float = 0.0
+    seed: int = 0
+    backend: str = "embedded"
+    assumed_f: int | None = None
+    omniscient: bool = True
+    colluding: bool = True
+    holdout_fraction: float = 0.1
+    max_norm: float = 1e6
+    attack_params: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def n_byzantine(self) -> int:
+        return int(round(self.nodes * self.byzantine_fraction))
+
+    @property
+    def f(self) -> int:
+        return self.n_byzantine if self.assumed_f is None else self.assumed_f
+
+    @property
+    def effective_server_lr(self) -> float:
+        return self.lr if self.server_lr is None else self.server_lr
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["attack_params"] = dict(self.attack_params)
+        return d
+
+    def check(self) -> None:
+        """Raise ``ParameterError``/``PreconditionError`` naming the option, before anything runs."""
+
+        def bad(option: str, reason: str) -> ParameterError:
+            return ParameterError(f"{option}: {reason}")
+
+        if self.nodes < 1:
+            raise bad("nodes", f"must be at least 1 (got {self.nodes})")
+        if self.rounds < 1:
+            raise bad("rounds", f"must be at least 1 (got {self.rounds})")
+        if not (math.isfinite(self.byzantine_fraction) and 0.0 <= self.byzantine_fraction < 1.0):
+            raise bad("byzantine_fraction", f"must be in [0, 1) (got {self.byzantine_fraction})")
+        if self.nodes - self.n_byzantine < 1:
+            raise bad("byzantine_fraction", "leaves no honest node")
+        if not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise bad("alpha", f"must be > 0 (got {self.alpha})")
+        if self.local_steps < 1:
+            raise bad("local_steps", f"must be at least 1 (got {self.local_steps})")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise bad("batch_size", f"must be at least 1 (got {self.batch_size})")
+        for name, value in (("lr", self.lr), ("max_norm", self.max_norm)):
+            if not (math.isfinite(value) and value > 0):
+                raise bad(name, f"must be a finite number > 0 (got {value})")
+        if self.server_lr is not None and not (math.isfinite(self.server_lr) and self.server_lr > 0):
+            raise bad("server_lr", f"must be a finite number > 0 (got {self.server_lr})")
+        if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise bad("momentum", f"must be in [0, 1) (got {self.momentum})")
+        if self.assumed_f is not None and self.assumed_f < 0:
+            raise bad("assumed_f", f"must be >= 0 (got {self.assumed_f})")
+        if self.attack not in attacks.ATTACKS:
+            raise bad("attack", f"unknown name {self.attack!r}; choose one of {', '.join(attacks.ATTACKS)}")
+        if self.dataset not in data.DATASETS + data.PATH_DATASETS:
+            names = ", ".join(dict.fromkeys(data.DATASETS + data.PATH_DATASETS))
+            raise bad("dataset", f"unknown name {self.dataset!r}; choose one of {names}")
+        if self.distribution not in partition.PARTITIONS:
+            raise bad(
+                "distribution", f"unknown name {self.distribution!r}; choose one of {', '.join(partition.PARTITIONS)}"
+            )
+        if self.model not in models.MODELS:
+            raise bad("model", f"unknown name {self.model!r}; choose one of {', '.join(models.MODELS)}")
+        if self.backend not in BACKENDS:
+            raise bad("backend", f"unknown name {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        defence.check_precondition(self.aggregator, self.nodes, self.f)
+
+
+def _b64(v: F32) -> str:
+    return base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode()
+
+
+def _unb64(s: str) -> F32:
+    return np.frombuffer(base64.b64decode(s), dtype="<f4").astype(np.float32)
+
+
+def _percentiles(values: list[float | None]) -> dict[str, float | None]:
+    real = [v for v in values if v is not None]
+    if not real:
+        return {"p50": None, "p95": None}
+    a = np.asarray(real)
+    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    real = [v for v in values if v is not None]
+    return float(np.mean(real)) if real else None
+
+
+@dataclass
+class _Setup:
+    dataset: data.Dataset
+    nodes: list[partition.NodeData]
+    node_ids: list[str]
+    byzantine: set[str]
+    model: models.Model
+    spec: ModelSpec
+
+
+class Simulation:
+    """A run of :class:`RunConfig` against a backend in ``data_dir``.
+
+    ``on_round`` is called with each round's metrics (the CLI's progress bar).
+    ``metrics_path`` receives one JSON line per round.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        data_dir: str | Path,
+        *,
+        metrics_path: str | Path | None = None,
+        on_round: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        config.check()
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.metrics_path = Path(metrics_path) if metrics_path is not None else self.data_dir / "run.jsonl"
+        self.on_round = on_round
+
+    # -- setup -------------------------------------------------------------------------------------------------
+    def _setup(self) -> _Setup:
+        c = self.config
+        ds = data.load_dataset(c.dataset, seed=c.seed, path=c.dataset_path)
+        nodes = partition.split_nodes(
+            ds.x_train,
+            ds.y_train,
+            c.nodes,
+            c.distribution,
+            alpha=c.alpha,
+            holdout_fraction=c.holdout_fraction,
+            seed=c.seed,
+        )
+        width = len(str(c.nodes - 1))
+        node_ids = [f"node-{i:0{width}d}" for i in range(c.nodes)]
+        # Which nodes lie is a seeded draw, not the last ones: row order must not leak it to the defence.
+        order = np.random.default_rng([c.seed, 0xB12]).permutation(c.nodes)
+        byzantine = {node_ids[i] for i in order[: c.n_byzantine]}
+        model = models.make_model(c.model, ds.n_features, ds.n_classes)
+        spec = ModelSpec(f"{c.dataset}-{c.model}", dims=model.dims, max_norm=c.max_norm, max_round=c.rounds - 1)
+        if c.attack in attacks.DATA_ATTACKS:
+            poisoned = []
+            for nid, nd in zip(node_ids, nodes, strict=True):
+                if nid in byzantine:
+                    rng = np.random.default_rng([c.seed, 0xDA7A, node_ids.index(nid)])
+                    x, y = attacks.poison_data(
+                        c.attack,
+                        nd.x_train,
+                        nd.y_train,
+                        n_classes=ds.n_classes,
+                        image_shape=ds.image_shape,
+                        rng=rng,
+                        params=c.attack_params,
+                    )
+                    nd = dataclasses.replace(nd, x_train=x, y_train=y)
+                poisoned.append(nd)
+            nodes = poisoned
+        return _Setup(ds, nodes, node_ids, byzantine, model, spec)
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) to the last round; return the summary."""
+        return asyncio.run(self.run_async())
+
+    async def run_async(self) -> dict[str, Any]:
+        c = self.config
+        s = self._setup()
+        t_start = time.perf_counter()
+        backend = open_backend(c.backend, self.data_dir)
+        await backend.open()
+        try:
+            start, theta, theta_ref, velocity = await self._resume_or_start(backend, s)
+            previous: F32 | None = None
+            if start > 0:
+                rec = await backend.get_round_record(start - 1)
+                previous = None if rec is None else np.asarray(rec.aggregate, dtype=np.float32)
+            await self._rewrite_metrics(backend, start)
+            for r in range(start, c.rounds):
+                theta, theta_ref, velocity, previous, metrics = await self._round(
+                    backend, s, r, theta, theta_ref, velocity, previous
+                )
+                with self.metrics_path.open("a") as fh:
+                    fh.write(json.dumps(metrics) + "\n")
+                if self.on_round is not None:
+                    self.on_round(metrics)
+            return self._summary(s, time.perf_counter() - t_start)
+        finally:
+            await backend.close()
+
+    async def _rewrite_metrics(self, backend: Backend, start: int) -> None:
+        # The round records are the source of truth: a resumed run's JSON lines are rebuilt from them
+        # (the store stage of those rounds was timed after its record was written, so it reads null).
+        self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for r in range(start):
+            rec = await backend.get_round_record(r)
+            if rec is not None:
+                lines.append(json.dumps({**dict(rec.metrics), "store_ms": None}) + "\n")
+        self.metrics_path.write_text("".join(lines))
+
+    async def _resume_or_start(self, backend: Backend, s: _Setup) -> tuple[int, F32, F32, F32]:
+        c = self.config
+        held = await backend.get_meta("run")
+        if held is not None and held != c.to_json():
+            raise StoreError(
+                f"store {self.data_dir}: holds a run with other parameters; use another --data-dir "
+                "or the same parameters to resume it"
+            )
+        await backend.set_model_spec(s.spec)
+        last = await backend.last_completed_round()
+        if last is None:
+            await backend.put_meta("run", c.to_json())
+            theta = s.model.init(c.seed)
+            return 0, theta, theta.copy(), np.zeros_like(theta)
+        rec = await backend.get_round_record(last)
+        state = await backend.get_meta("state")
+        if rec is None or state is None or int(state["round"]) != last:
+            raise StoreError(f"store {self.data_dir}: round {last} is recorded but its optimiser state is missing")
+        return last + 1, np.asarray(rec.model, np.float32), _unb64(state["reference"]), _unb64(state["velocity"])
+
+    async def _round(
+        self,
+        backend: Backend,
+        s: _Setup,
+        r: int,
+        theta: F32,
+        theta_ref: F32,
+        velocity: F32,
+        previous: F32 | None,
+    ) -> tuple[F32, F32, F32, F32 | None, dict[str, Any]]:
+        c = self.config
+        times: dict[str, float] = {}
+
+        # Train: every node on the global model, the honest ones also on the reference model.
+        t0 = time.perf_counter()
+        updates: dict[str, F32] = {}
+        losses: dict[str, float] = {}
+        ref_updates: list[F32] = []
+        for i, (nid, nd) in enumerate(zip(s.node_ids, s.nodes, strict=True)):
+            rng = np.random.default_rng([c.seed, r, i])
+            g, loss = models.local_update(
+                s.model, theta, nd.x_train, nd.y_train, steps=c.local_steps, lr=c.lr, batch_size=c.batch_size, rng=rng
+            )
+            updates[nid], losses[nid] = g, loss
+            if nid not in s.byzantine:
+                g_ref, _ = models.local_update(
+                    s.model,
+                    theta_ref,
+                    nd.x_train,
+                    nd.y_train,
+                    steps=c.local_steps,
+                    lr=c.lr,
+                    batch_size=c.batch_size,
+                    rng=np.random.default_rng([c.seed, r, i]),
+                )
+                ref_updates.append(g_ref)
+        honest_ids = [n for n in s.node_ids if n not in s.byzantine]
+        byz_ids = [n for n in s.node_ids if n in s.byzantine]
+        if byz_ids:
+            ctx = attacks.AttackContext(
+                own=np.stack([updates[n] for n in byz_ids]),
+                honest=np.stack([updates[n] for n in honest_ids]) if c.omniscient else None,
+                n_nodes=c.nodes,
+                n_byzantine=len(byz_ids),
+                rng=np.random.default_rng([c.seed, r, 0xA77]),
+                aggregator=c.aggregator,
+                f=c.f,
+                colluding=c.colluding,
+                params=c.attack_params,
+            )
+            for nid, row in zip(byz_ids, attacks.craft(c.attack, ctx), strict=True):
+                updates[nid] = np.asarray(row, dtype=np.float32)
+        times["train"] = time.perf_counter() - t0
+
+        # Validate: the backend applies the shared rules; a rejected update is excluded.
+        t0 = time.perf_counter()
+        rejected: dict[str, str] = {}
+        for i, nid in enumerate(s.node_ids):
+            sub = Submission.create(nid, r, s.spec.model_id, updates[nid], example_count=len(s.nodes[i].y_train))
+            try:
+                await backend.submit(sub)
+            except SubmissionRejected as e:
+                rejected[nid] = f"{e.code}: {e}"
+        stored = await backend.get_round(r)
+        times["validate"] = time.perf_counter() - t0
+
+        # Aggregate what the backend holds; the defence sees node ids and payloads only.
+        t0 = time.perf_counter()
+        ids = [sub.node_id for sub in stored]
+        flagged_ids = set(rejected)
+        kept_ids: list[str] = []
+        evidence: dict[str, Any] = {"rejected": rejected}
+        if ids:
+            matrix = np.stack([np.asarray(sub.values, dtype=np.float32) for sub in stored])
+            f_eff = min(c.f, max(0, (len(ids) - 1) // 2))
+            try:
+                verdict = defence.apply(c.aggregator, matrix, f_eff, center=previous)
+            except ValueError as e:  # too many rejections broke the rule's precondition this round
+                evidence["aggregate_error"] = str(e)
+                verdict = defence.apply("median", matrix, 0)
+            aggregate = verdict.vector
+            kept_ids = [nid for nid, k in zip(ids, verdict.kept, strict=True) if k]
+            flagged_ids |= {nid for nid, fl in zip(ids, verdict.flagged, strict=True) if fl}
+            evidence.update(verdict.evidence)
+            evidence["scores"] = {nid: float(v) for nid, v in zip(ids, verdict.scores, strict=False)}
+        else:
+            aggregate = np.zeros_like(theta)
+        velocity = (c.momentum * velocity + aggregate).astype(np.float32)
+        theta = (theta - c.effective_server_lr * velocity).astype(np.float32)
+        ref_step = np.mean(ref_updates, axis=0)
+        theta_ref = (theta_ref - c.effective_server_lr * ref_step).astype(np.float32)
+        times["aggregate"] = time.perf_counter() - t0
+
+        metrics = self._evaluate(s, r, theta, theta_ref, flagged_ids, len(rejected))
+        metrics["train_loss"] = float(np.mean([losses[n] for n in honest_ids]))
+        for stage in STAGES[:-1]:
+            metrics[f"{stage}_ms"] = times[stage] * 1e3
+
+        # Store the round record and the optimiser state, so the run can resume after this round.
+        t0 = time.perf_counter()
+        record = RoundRecord(
+            round=r,
+            rule=c.aggregator,
+            contributors=tuple(kept_ids),
+            flagged=tuple(sorted(flagged_ids)),
+            aggregate=aggregate,
+            model=theta,
+            evidence=evidence,
+            metrics=dict(metrics),
+        )
+        await backend.put_round_record(record)
+        await backend.put_meta("state", {"round": r, "reference": _b64(theta_ref), "velocity": _b64(velocity)})
+        metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
+        return theta, theta_ref, velocity, aggregate, metrics
+
+    def _evaluate(
+        self, s: _Setup, r: int, theta: F32, theta_ref: F32, flagged: set[str], n_rejected: int
+    ) -> dict[str, Any]:
+        ds, model = s.dataset, s.model
+        byz, honest = s.byzantine, set(s.node_ids) - s.byzantine
+        tp, fp = len(flagged & byz), len(flagged & honest)
+        fn, tn = len(byz) - tp, len(honest) - fp
+        m: dict[str, Any] = {
+            "round": r,
+            "accuracy": model.accuracy(theta, ds.x_test, ds.y_test),
+            "loss": model.loss(theta, ds.x_test, ds.y_test),
+            "honest_only_accuracy": model.accuracy(theta_ref, ds.x_test, ds.y_test),
+            "honest_only_loss": model.loss(theta_ref, ds.x_test, ds.y_test),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": tn,
+            "tpr": tp / len(byz) if byz else None,
+            "fpr": fp / len(honest) if honest else None,
+            "rejected": n_rejected,
+        }
+        if self.config.attack == "backdoor":
+            target = int(self.config.attack_params.get("target", attacks.BACKDOOR_TARGET))
+            others = ds.y_test != target
+            triggered = attacks.add_trigger(ds.x_test[others], ds.image_shape)
+            m["attack_success_rate"] = float(np.mean(model.predict(theta, triggered) == target))
+        else:
+            m["attack_success_rate"] = None
+        return m
+
+    def _summary(self, s: _Setup, elapsed: float) -> dict[str, Any]:
+        rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        last = rows[-1]
+        c = self.config
+        summary: dict[str, Any] = {
+            "final_accuracy": last["accuracy"],
+            "final_loss": last["loss"],
+            "honest_only_accuracy": last["honest_only_accuracy"],
+            "accuracy_gap": last["honest_only_accuracy"] - last["accuracy"],
+            "tpr": _mean([row["tpr"] for row in rows]),
+            "fpr": _mean([row["fpr"] for row in rows]),
+            "attack_success_rate": last["attack_success_rate"],
+            "rounds": len(rows),
+            "byzantine_nodes": sorted(s.byzantine),
+            "n_byzantine": len(s.byzantine),
+            "assumed_f": c.f,
+            "dims": s.model.dims,
+            "params": c.to_json(),
+            "data_dir": str(self.data_dir),
+            "metrics_path": str(self.metrics_path),
+            "elapsed_s": elapsed,
+        }
+        for stage in STAGES:
+            p = _percentiles([row[f"{stage}_ms"] for row in rows])
+            summary[f"{stage}_ms_p50"], summary[f"{stage}_ms_p95"] = p["p50"], p["p95"]
+        return summary
+
+
+def run(config: RunConfig, data_dir: str | Path, **kw: Any) -> dict[str, Any]:
+    """Run a simulation (see :class:`Simulation`) and return its summary."""
+    return Simulation(config, data_dir, **kw).run()

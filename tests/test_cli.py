@@ -1,0 +1,123 @@
+"""The `zerotrustml` command line: the main job, plots and clear errors (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from zerotrustml.cli import main
+from zerotrustml.simulation import RunConfig
+
+FAST = ["--dataset", "synthetic", "--nodes", "8", "--rounds", "2", "--local-steps", "1"]
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    # A clean failure is SystemExit from click; anything else is a traceback the user would see.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_defaults_are_the_documented_scenario() -> None:
+    c = RunConfig()
+    assert (c.nodes, c.byzantine_fraction, c.attack, c.dataset, c.aggregator, c.backend) == (
+        20,
+        0.3,
+        "sign_flip",
+        "mnist",
+        "multi_krum",
+        "embedded",
+    )
+
+
+def test_run_writes_summary_metrics_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "run.json"
+    code, output = invoke(
+        "run", *FAST, "--data-dir", str(tmp_path / "d"), "--out", str(out), "--plot", str(tmp_path / "p.png")
+    )
+    assert code == 0, output
+    summary = json.loads(out.read_text())
+    for key in ("final_accuracy", "honest_only_accuracy", "tpr", "fpr", "rounds", "params"):
+        assert key in summary
+    assert summary["params"]["attack"] == "sign_flip" and summary["rounds"] == 2
+    assert len((tmp_path / "out" / "run.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, output = invoke("plot", str(out), "--out", str(tmp_path / "again.png"))
+    assert code == 0 and (tmp_path / "again.png").stat().st_size > 1000
+
+
+def test_default_mnist_scenario_runs_from_the_module(tmp_path: Path) -> None:
+    # The README's main command with fewer rounds: the real MNIST digits, Multi-Krum, 30% sign flip.
+    proc = subprocess.run(
+        [sys.executable, "-m", "zerotrustml", "run", "--rounds", "3", "--quiet", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(Path(proc.stdout.strip()).read_text())
+    assert summary["params"]["dataset"] == "mnist" and summary["final_accuracy"] > 0.5
+
+
+def test_unknown_names_and_impossible_parameters(tmp_path: Path) -> None:
+    d = str(tmp_path / "d")
+    cases = [
+        (["--attack", "nope"], "Invalid value for '--attack'"),
+        (["--aggregator", "nope"], "Invalid value for '--aggregator'"),
+        (["--aggregator", "bulyan", "--nodes", "20"], "bulyan needs n >= 4f + 3"),
+        (["--alpha", "0"], "alpha: must be > 0"),
+        (["--alpha", "-1"], "alpha: must be > 0"),
+        (["--nodes", "0"], "nodes: must be at least 1"),
+        (["--byzantine-fraction", "1.5"], "byzantine_fraction"),
+        (["--attack-param", "epsilon"], "expected KEY=NUMBER"),
+    ]
+    for args, message in cases:
+        code, output = invoke("run", *FAST, "--data-dir", d, *args)
+        assert code == 2, (args, output)
+        assert message in output, (args, output)
+    assert not Path(d).exists()
+
+
+def test_corrupt_store_is_reported_and_left_alone(tmp_path: Path) -> None:
+    tmp_path.joinpath("zerotrustml.sqlite").write_bytes(b"not a database" * 100)
+    before = tmp_path.joinpath("zerotrustml.sqlite").read_bytes()
+    code, output = invoke("run", *FAST, "--data-dir", str(tmp_path))
+    assert code == 1 and "Error:" in output and "zerotrustml.sqlite" in output
+    assert tmp_path.joinpath("zerotrustml.sqlite").read_bytes() == before
+
+
+def test_locked_store_is_reported(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys, time\n"
+            "from zerotrustml.backends.embedded import EmbeddedStore\n"
+            "async def main():\n"
+            f"    async with EmbeddedStore({str(tmp_path)!r}):\n"
+            "        print('open', flush=True); time.sleep(30)\n"
+            "asyncio.run(main())\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        code, output = invoke("run", *FAST, "--data-dir", str(tmp_path))
+        assert code == 1 and "locked" in output
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_plot_errors_are_clean(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    code, output = invoke("plot", str(bad))
+    assert code == 1 and "not a JSON line" in output

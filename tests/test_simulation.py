@@ -1,0 +1,138 @@
+"""The simulator end to end on small scenarios: metrics, detection counts, resume, rejection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from zerotrustml import defence
+from zerotrustml.backends import StoreError
+from zerotrustml.backends.embedded import EmbeddedStore
+from zerotrustml.exceptions import ParameterError, PreconditionError
+from zerotrustml.simulation import STAGES, RunConfig, Simulation, run
+
+SMALL = {"dataset": "synthetic", "nodes": 10, "rounds": 4, "local_steps": 2}
+
+
+def small(**kw: Any) -> RunConfig:
+    return RunConfig(**{**SMALL, **kw})
+
+
+def test_summary_and_metrics_lines(tmp_path: Path) -> None:
+    summary = run(small(), tmp_path / "d", metrics_path=tmp_path / "m.jsonl")
+    for key in ("final_accuracy", "honest_only_accuracy", "tpr", "fpr", "rounds", "params", "attack_success_rate"):
+        assert key in summary
+    assert summary["rounds"] == 4 and summary["params"]["nodes"] == 10
+    assert summary["n_byzantine"] == 3 and len(summary["byzantine_nodes"]) == 3
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        assert r["tp"] + r["fn"] == 3 and r["fp"] + r["tn"] == 7
+        assert r["tpr"] == r["tp"] / 3 and r["fpr"] == r["fp"] / 7
+        for stage in STAGES:
+            assert r[f"{stage}_ms"] >= 0.0
+    assert summary["tpr"] == pytest.approx(np.mean([r["tpr"] for r in rows]))
+
+
+def test_clean_mean_run_matches_honest_only_averaging(tmp_path: Path) -> None:
+    summary = run(small(byzantine_fraction=0.0, attack="none", aggregator="mean"), tmp_path)
+    assert summary["tpr"] is None and summary["fpr"] == 0.0
+    # Same seed, same nodes, same rule: the only difference is float32 vs float64 summation order.
+    assert abs(summary["final_accuracy"] - summary["honest_only_accuracy"]) <= 0.01
+
+
+def test_robust_rule_beats_the_mean_under_sign_flip(tmp_path: Path) -> None:
+    cfg = {"attack": "scaled_sign_flip", "byzantine_fraction": 0.3, "rounds": 8, "nodes": 12}
+    plain = run(small(aggregator="mean", **cfg), tmp_path / "mean")
+    robust = run(small(aggregator="multi_krum", **cfg), tmp_path / "mk")
+    assert robust["final_accuracy"] >= robust["honest_only_accuracy"] - 0.05
+    assert plain["final_accuracy"] < robust["final_accuracy"] - 0.1
+    # Multi-Krum keeps n - f updates; scaled sign flips are far from the honest cloud and are the ones dropped.
+    assert robust["tpr"] == 1.0 and robust["fpr"] == 0.0
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    cfg = small(rounds=5, attack="alie", aggregator="median", momentum=0.5)
+    whole = run(cfg, tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(m: dict[str, Any]) -> None:
+        if m["round"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Simulation(cfg, tmp_path / "cut", on_round=stop_after_two).run()
+    resumed = Simulation(cfg, tmp_path / "cut").run()
+    assert resumed["rounds"] == 5
+    assert resumed["final_accuracy"] == whole["final_accuracy"]
+    assert resumed["final_loss"] == whole["final_loss"]
+    lines = (tmp_path / "cut" / "run.jsonl").read_text().splitlines()
+    assert [json.loads(line)["round"] for line in lines] == [0, 1, 2, 3, 4]
+
+
+def test_other_parameters_in_the_same_store_are_refused(tmp_path: Path) -> None:
+    run(small(rounds=1), tmp_path)
+    with pytest.raises(StoreError, match="other parameters"):
+        run(small(rounds=1, seed=9), tmp_path)
+
+
+def test_rejected_submissions_are_flagged_and_the_run_goes_on(tmp_path: Path) -> None:
+    # A norm bound the Gaussian attackers' updates break: the store rejects them, the rest aggregate.
+    summary = run(small(attack="gaussian", aggregator="mean", max_norm=50.0, attack_params={"sigma": 1e3}), tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert all(r["rejected"] == 3 and r["tp"] == 3 for r in rows)
+    assert summary["final_accuracy"] >= summary["honest_only_accuracy"] - 0.05
+
+    async def held() -> int:
+        async with EmbeddedStore(tmp_path) as store:
+            return len(await store.get_round(0))
+
+    import asyncio
+
+    assert asyncio.run(held()) == 7
+
+
+def test_backdoor_reports_attack_success(tmp_path: Path) -> None:
+    summary = run(small(dataset="digits", attack="backdoor", aggregator="mean", rounds=3), tmp_path)
+    assert summary["attack_success_rate"] is not None and 0.0 <= summary["attack_success_rate"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"nodes": 0}, ParameterError, "nodes"),
+        ({"alpha": 0.0}, ParameterError, "alpha"),
+        ({"byzantine_fraction": 1.0}, ParameterError, "byzantine_fraction"),
+        ({"attack": "nope"}, ParameterError, "attack: unknown name 'nope'"),
+        ({"aggregator": "nope"}, ParameterError, "aggregator: unknown name"),
+        ({"aggregator": "bulyan", "nodes": 20, "byzantine_fraction": 0.3}, PreconditionError, "bulyan needs n >= 4f"),
+        ({"aggregator": "krum", "nodes": 10, "byzantine_fraction": 0.4}, PreconditionError, "krum needs n >= 2f"),
+        ({"lr": float("nan")}, ParameterError, "lr"),
+        ({"momentum": 1.0}, ParameterError, "momentum"),
+    ],
+)
+def test_impossible_parameters_fail_before_anything_runs(
+    tmp_path: Path, change: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        run(small(**change), tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_defence_flags_per_its_definition() -> None:
+    rng = np.random.default_rng(0)
+    honest = rng.normal(0, 1, (9, 50)).astype(np.float32)
+    updates = np.concatenate([honest, np.full((3, 50), 40.0, dtype=np.float32)])
+    v = defence.apply("multi_krum", updates, 3)
+    assert v.flagged[9:].all() and not v.flagged[:9].any()
+    assert not defence.apply("median", updates, 3).flagged.any()
+    gm = defence.apply("geometric_median", updates, 3)
+    assert gm.flagged[9:].all() and not gm.flagged[:9].any()
+    cc = defence.apply("centered_clipping", updates, 3)
+    assert cc.flagged[9:].all()
