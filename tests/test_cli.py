@@ -73,7 +73,7 @@ def test_unknown_names_and_impossible_parameters(tmp_path: Path) -> None:
         (["--alpha", "-1"], "alpha: must be > 0"),
         (["--nodes", "0"], "nodes: must be at least 1"),
         (["--byzantine-fraction", "1.5"], "byzantine_fraction"),
-        (["--attack-param", "epsilon"], "expected KEY=NUMBER"),
+        (["--attack-param", "epsilon"], "expected KEY=VALUE"),
     ]
     for args, message in cases:
         code, output = invoke("run", *FAST, "--data-dir", d, *args)

@@ -284,7 +284,7 @@ _CHECKS: dict[str, Callable[[str, object], object]] = {
 }
 
 
-def _resolve(attack: str, params: Params) -> dict[str, Any]:
+def resolve_params(attack: str, params: Params) -> dict[str, Any]:
     """The attack's parameters: defaults overridden by ``params``, each checked."""
     if not isinstance(params, Mapping):
         raise ParameterError(f"params: expected a mapping, got {type(params).__name__}")
@@ -433,15 +433,28 @@ def _mimic(ref: F64, target_index: int | None) -> F64:
         if target_index >= n:
             raise ParameterError(f"mimic.target_index: must be < {n} (the reference rows), got {target_index}")
         chosen = target_index
-    elif n == 1:
-        chosen = 0
     else:
-        c = ref - ref.mean(axis=0)
-        # The n x n Gram matrix has the same top eigenvector, seen from the rows: |<c_i, z>| is proportional to |u_i|.
-        w, u = np.linalg.eigh(c @ c.T)
-        chosen = int(np.argmax(np.abs(u[:, -1]))) if w[-1] > 0 else 0
+        chosen = mimic_target(ref)
     row: F64 = ref[chosen]
     return row
+
+
+def mimic_target(reference: npt.ArrayLike) -> int:
+    """The row the mimic heuristic copies: most extreme along the top principal direction.
+
+    A simulator calls this once (the paper fixes the target after warm-up) and
+    passes the result as ``target_index`` in later rounds, so the bias it
+    injects stays consistent across rounds.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.ndim != 2 or ref.shape[0] == 0:
+        raise ParameterError(f"reference: expected a non-empty (n, d) array, got shape {ref.shape}")
+    if ref.shape[0] == 1:
+        return 0
+    c = ref - ref.mean(axis=0)
+    # The n x n Gram matrix has the same top eigenvector, seen from the rows: |<c_i, z>| is proportional to |u_i|.
+    w, u = np.linalg.eigh(c @ c.T)
+    return int(np.argmax(np.abs(u[:, -1]))) if w[-1] > 0 else 0
 
 
 def _proxy_oracle(rule: str, f: int, n_honest: int, tau: float | None) -> Callable[[F32], Bools]:
@@ -659,7 +672,7 @@ def craft(attack: str, ctx: AttackContext) -> F32:
         Bad ``own`` / ``honest``.
     """
     name = _check_name(attack)
-    vals = _resolve(name, ctx.params)
+    vals = resolve_params(name, ctx.params)
     own = _as_rows("own", ctx.own)
     n_byz = _index("n_byzantine", ctx.n_byzantine)
     n_nodes = _index("n_nodes", ctx.n_nodes)
@@ -825,7 +838,7 @@ def poison_data(
         ``x``/``y``/``image_shape`` disagree.
     """
     name = _check_name(attack)
-    vals = _resolve(name, params)
+    vals = resolve_params(name, params)
     xa = np.asarray(x)
     ya = np.asarray(y)
     if name not in DATA_ATTACKS:

@@ -48,16 +48,16 @@ def _clipping(x: np.ndarray) -> aggregators.AggregationResult:
     return aggregators.centered_clipping(x, tau=tau, iters=3, center=center)
 
 
-def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
     for item in values:
         key, sep, raw = item.partition("=")
+        if not sep or not key or not raw:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
         try:
-            if not sep or not key:
-                raise ValueError
             out[key] = float(raw)
         except ValueError:
-            raise click.BadParameter(f"expected KEY=NUMBER, got {item!r}", ctx=ctx, param=param) from None
+            out[key] = raw  # a named choice, e.g. perturbation=sign
     return out
 
 
@@ -237,10 +237,13 @@ def run(
             summary = sim.run()
         except (ValidationError, StoreError, OSError) as e:
             raise click.ClickException(str(e)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    if plot_path is not None:
-        plot_mod.plot_run(metrics_path, plot_path, title=_title(summary))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+        if plot_path is not None:
+            plot_mod.plot_run(metrics_path, plot_path, title=_title(summary))
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"the run finished and is stored in {data_dir}, but: {e}") from None
     if quiet:
         click.echo(str(out))
         return
@@ -266,8 +269,14 @@ def run(
 
 
 def _title(summary: dict[str, Any]) -> str:
-    p = summary["params"]
-    return f"{p['dataset']} {p['distribution']}, {summary['n_byzantine']}/{p['nodes']} {p['attack']}, {p['aggregator']}"
+    try:
+        p = summary["params"]
+        return (
+            f"{p['dataset']} {p['distribution']}, {summary['n_byzantine']}/{p['nodes']} {p['attack']}, "
+            f"{p['aggregator']}"
+        )
+    except (KeyError, TypeError):
+        return ""  # a summary from elsewhere: plot without a title
 
 
 @main.command()

@@ -88,18 +88,21 @@ def apply(
     f: int,
     *,
     center: npt.NDArray[np.float32] | None = None,
+    weights: npt.ArrayLike | None = None,
 ) -> Verdict:
     """Aggregate one round's ``(n, d)`` updates with ``rule``, assuming ``f`` Byzantine.
 
     ``center`` is the previous round's aggregate, used by centered clipping
-    (the coordinate median when there is none yet).
+    (the coordinate median when there is none yet). ``weights`` (example
+    counts) weight the mean, as DESIGN.md pins it; the robust rules ignore
+    them, since a count is the sender's own claim.
     """
     check_precondition(rule, updates.shape[0], f)
     n = updates.shape[0]
     every = np.ones(n, dtype=bool)
     none = np.zeros(n, dtype=bool)
     if rule == "mean":
-        res = aggregators.mean(updates)
+        res = aggregators.mean(updates, weights=weights)
         return Verdict(res.vector.astype(np.float32), every, none, res.scores)
     if rule in ("krum", "multi_krum", "bulyan"):
         if rule == "krum":

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+_NEEDED = ("round", "accuracy", "honest_only_accuracy")
+
 
 def load_rounds(metrics_path: Path) -> list[dict[str, Any]]:
     """The per-round JSON lines of a run; ``ValueError`` naming the line when one is not JSON."""
@@ -14,9 +16,12 @@ def load_rounds(metrics_path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{metrics_path}:{i}: not a JSON line ({e.msg})") from None
+        if not isinstance(row, dict) or not all(k in row for k in _NEEDED):
+            raise ValueError(f"{metrics_path}:{i}: not a round of a run (needs {', '.join(_NEEDED)})")
+        rows.append(row)
     if not rows:
         raise ValueError(f"{metrics_path}: no rounds recorded")
     return rows
@@ -37,7 +42,7 @@ def locate(run_path: Path) -> tuple[Path, dict[str, Any] | None]:
         summary = json.loads(run_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{run_path}: not a summary JSON ({e.msg})") from None
-    if not isinstance(summary, dict) or "metrics_path" not in summary:
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics_path"), str):
         raise ValueError(f"{run_path}: not a ZeroTrustML run summary (no metrics_path)")
     metrics = Path(summary["metrics_path"])
     if not metrics.is_absolute() and not metrics.exists():

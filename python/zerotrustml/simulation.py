@@ -71,7 +71,7 @@ class RunConfig:
     colluding: bool = True
     holdout_fraction: float = 0.1
     max_norm: float = 1e6
-    attack_params: Mapping[str, float] = field(default_factory=dict)
+    attack_params: Mapping[str, float | str] = field(default_factory=dict)
 
     @property
     def n_byzantine(self) -> int:
@@ -121,6 +121,13 @@ class RunConfig:
             raise bad("assumed_f", f"must be >= 0 (got {self.assumed_f})")
         if self.attack not in attacks.ATTACKS:
             raise bad("attack", f"unknown name {self.attack!r}; choose one of {', '.join(attacks.ATTACKS)}")
+        resolved = attacks.resolve_params(self.attack, self.attack_params)
+        for key, value in resolved.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f"{self.attack}.{key}", f"must be finite (got {value})")
+        target = resolved.get("target_index")
+        if target is not None and target >= self.nodes - self.n_byzantine:
+            raise bad("mimic.target_index", f"must be < {self.nodes - self.n_byzantine} (the honest nodes)")
         if self.dataset not in data.DATASETS + data.PATH_DATASETS:
             names = ", ".join(dict.fromkeys(data.DATASETS + data.PATH_DATASETS))
             raise bad("dataset", f"unknown name {self.dataset!r}; choose one of {names}")
@@ -154,6 +161,26 @@ def _percentiles(values: list[float | None]) -> dict[str, float | None]:
 def _mean(values: list[float | None]) -> float | None:
     real = [v for v in values if v is not None]
     return float(np.mean(real)) if real else None
+
+
+@dataclass
+class _State:
+    """What carries from one round to the next; stored in each round record, so a run resumes exactly."""
+
+    theta: F32
+    reference: F32
+    velocity: F32
+    reference_velocity: F32
+    previous: F32 | None
+    mimic_target: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": _b64(self.reference),
+            "velocity": _b64(self.velocity),
+            "reference_velocity": _b64(self.reference_velocity),
+            "mimic_target": self.mimic_target,
+        }
 
 
 @dataclass
@@ -238,16 +265,10 @@ class Simulation:
         backend = open_backend(c.backend, self.data_dir)
         await backend.open()
         try:
-            start, theta, theta_ref, velocity = await self._resume_or_start(backend, s)
-            previous: F32 | None = None
-            if start > 0:
-                rec = await backend.get_round_record(start - 1)
-                previous = None if rec is None else np.asarray(rec.aggregate, dtype=np.float32)
+            start, st = await self._resume_or_start(backend, s)
             await self._rewrite_metrics(backend, start)
             for r in range(start, c.rounds):
-                theta, theta_ref, velocity, previous, metrics = await self._round(
-                    backend, s, r, theta, theta_ref, velocity, previous
-                )
+                st, metrics = await self._round(backend, s, r, st, resuming=r == start and start > 0)
                 with self.metrics_path.open("a") as fh:
                     fh.write(json.dumps(metrics) + "\n")
                 if self.on_round is not None:
@@ -255,6 +276,13 @@ class Simulation:
             return self._summary(s, time.perf_counter() - t_start)
         finally:
             await backend.close()
+
+    @staticmethod
+    def _state(record: RoundRecord) -> dict[str, Any]:
+        state = record.evidence.get("state")
+        if not isinstance(state, Mapping):
+            raise StoreError(f"round {record.round}: the record holds no optimiser state")
+        return dict(state)
 
     async def _rewrite_metrics(self, backend: Backend, start: int) -> None:
         # The round records are the source of truth: a resumed run's JSON lines are rebuilt from them
@@ -267,7 +295,7 @@ class Simulation:
                 lines.append(json.dumps({**dict(rec.metrics), "store_ms": None}) + "\n")
         self.metrics_path.write_text("".join(lines))
 
-    async def _resume_or_start(self, backend: Backend, s: _Setup) -> tuple[int, F32, F32, F32]:
+    async def _resume_or_start(self, backend: Backend, s: _Setup) -> tuple[int, _State]:
         c = self.config
         held = await backend.get_meta("run")
         if held is not None and held != c.to_json():
@@ -280,72 +308,87 @@ class Simulation:
         if last is None:
             await backend.put_meta("run", c.to_json())
             theta = s.model.init(c.seed)
-            return 0, theta, theta.copy(), np.zeros_like(theta)
+            zero = np.zeros_like(theta)
+            return 0, _State(theta, theta.copy(), zero, zero.copy(), None, None)
         rec = await backend.get_round_record(last)
-        state = await backend.get_meta("state")
-        if rec is None or state is None or int(state["round"]) != last:
-            raise StoreError(f"store {self.data_dir}: round {last} is recorded but its optimiser state is missing")
-        return last + 1, np.asarray(rec.model, np.float32), _unb64(state["reference"]), _unb64(state["velocity"])
+        if rec is None:
+            raise StoreError(f"store {self.data_dir}: round {last} is listed but has no record")
+        state = self._state(rec)
+        return last + 1, _State(
+            theta=np.asarray(rec.model, np.float32),
+            reference=_unb64(state["reference"]),
+            velocity=_unb64(state["velocity"]),
+            reference_velocity=_unb64(state["reference_velocity"]),
+            previous=np.asarray(rec.aggregate, np.float32),
+            mimic_target=state.get("mimic_target"),
+        )
 
     async def _round(
-        self,
-        backend: Backend,
-        s: _Setup,
-        r: int,
-        theta: F32,
-        theta_ref: F32,
-        velocity: F32,
-        previous: F32 | None,
-    ) -> tuple[F32, F32, F32, F32 | None, dict[str, Any]]:
+        self, backend: Backend, s: _Setup, r: int, st: _State, *, resuming: bool
+    ) -> tuple[_State, dict[str, Any]]:
         c = self.config
         times: dict[str, float] = {}
+        counts = {nid: len(nd.y_train) for nid, nd in zip(s.node_ids, s.nodes, strict=True)}
+        honest_ids = [n for n in s.node_ids if n not in s.byzantine]
+        byz_ids = [n for n in s.node_ids if n in s.byzantine]
 
-        # Train: every node on the global model, the honest ones also on the reference model.
+        # Train every node on the global model (attacks included in the stage).
         t0 = time.perf_counter()
         updates: dict[str, F32] = {}
         losses: dict[str, float] = {}
-        ref_updates: list[F32] = []
         for i, (nid, nd) in enumerate(zip(s.node_ids, s.nodes, strict=True)):
-            rng = np.random.default_rng([c.seed, r, i])
-            g, loss = models.local_update(
-                s.model, theta, nd.x_train, nd.y_train, steps=c.local_steps, lr=c.lr, batch_size=c.batch_size, rng=rng
+            updates[nid], losses[nid] = models.local_update(
+                s.model, st.theta, nd.x_train, nd.y_train, steps=c.local_steps, lr=c.lr, batch_size=c.batch_size,
+                rng=np.random.default_rng([c.seed, r, i]),
             )
-            updates[nid], losses[nid] = g, loss
-            if nid not in s.byzantine:
-                g_ref, _ = models.local_update(
-                    s.model,
-                    theta_ref,
-                    nd.x_train,
-                    nd.y_train,
-                    steps=c.local_steps,
-                    lr=c.lr,
-                    batch_size=c.batch_size,
-                    rng=np.random.default_rng([c.seed, r, i]),
-                )
-                ref_updates.append(g_ref)
-        honest_ids = [n for n in s.node_ids if n not in s.byzantine]
-        byz_ids = [n for n in s.node_ids if n in s.byzantine]
+        mimic_target = st.mimic_target
         if byz_ids:
+            honest_rows = np.stack([updates[n] for n in honest_ids])
+            params: dict[str, float | str] = dict(c.attack_params)
+            if c.attack == "mimic" and "target_index" not in params:
+                # The paper fixes the copied node after warm-up; here after the first round.
+                if mimic_target is None:
+                    mimic_target = attacks.mimic_target(honest_rows)
+                params["target_index"] = mimic_target
             ctx = attacks.AttackContext(
                 own=np.stack([updates[n] for n in byz_ids]),
-                honest=np.stack([updates[n] for n in honest_ids]) if c.omniscient else None,
+                honest=honest_rows if c.omniscient else None,
                 n_nodes=c.nodes,
                 n_byzantine=len(byz_ids),
                 rng=np.random.default_rng([c.seed, r, 0xA77]),
                 aggregator=c.aggregator,
                 f=c.f,
                 colluding=c.colluding,
-                params=c.attack_params,
+                params=params,
             )
             for nid, row in zip(byz_ids, attacks.craft(c.attack, ctx), strict=True):
                 updates[nid] = np.asarray(row, dtype=np.float32)
         times["train"] = time.perf_counter() - t0
 
+        # The honest-only reference: the same nodes and seeds, plain example-weighted averaging, same optimiser.
+        ref_rows = [
+            models.local_update(
+                s.model, st.reference, s.nodes[i].x_train, s.nodes[i].y_train, steps=c.local_steps, lr=c.lr,
+                batch_size=c.batch_size, rng=np.random.default_rng([c.seed, r, i]),
+            )[0]
+            for i, nid in enumerate(s.node_ids)
+            if nid not in s.byzantine
+        ]
+        ref_step = np.average(np.stack(ref_rows), axis=0, weights=[counts[n] for n in honest_ids])
+        ref_velocity = (c.momentum * st.reference_velocity + ref_step).astype(np.float32)
+        reference = (st.reference - c.effective_server_lr * ref_velocity).astype(np.float32)
+
         # Validate: the backend applies the shared rules; a rejected update is excluded.
         t0 = time.perf_counter()
         rejected: dict[str, str] = {}
-        for i, nid in enumerate(s.node_ids):
-            sub = Submission.create(nid, r, s.spec.model_id, updates[nid], example_count=len(s.nodes[i].y_train))
+        for nid in s.node_ids:
+            sub = Submission.create(nid, r, s.spec.model_id, updates[nid], example_count=counts[nid])
+            if resuming:
+                # This round was cut short after some submissions were stored: the same payload is the same
+                # submission, not a second one.
+                held = await backend.get_submission(r, nid)
+                if held is not None and held.payload_hash == sub.payload_hash:
+                    continue
             try:
                 await backend.submit(sub)
             except SubmissionRejected as e:
@@ -353,7 +396,7 @@ class Simulation:
         stored = await backend.get_round(r)
         times["validate"] = time.perf_counter() - t0
 
-        # Aggregate what the backend holds; the defence sees node ids and payloads only.
+        # Aggregate what the backend holds; the defence sees node ids, payloads and example counts only.
         t0 = time.perf_counter()
         ids = [sub.node_id for sub in stored]
         flagged_ids = set(rejected)
@@ -361,9 +404,10 @@ class Simulation:
         evidence: dict[str, Any] = {"rejected": rejected}
         if ids:
             matrix = np.stack([np.asarray(sub.values, dtype=np.float32) for sub in stored])
+            weights = np.array([sub.example_count for sub in stored], dtype=np.float64)
             f_eff = min(c.f, max(0, (len(ids) - 1) // 2))
             try:
-                verdict = defence.apply(c.aggregator, matrix, f_eff, center=previous)
+                verdict = defence.apply(c.aggregator, matrix, f_eff, center=st.previous, weights=weights)
             except ValueError as e:  # too many rejections broke the rule's precondition this round
                 evidence["aggregate_error"] = str(e)
                 verdict = defence.apply("median", matrix, 0)
@@ -373,19 +417,18 @@ class Simulation:
             evidence.update(verdict.evidence)
             evidence["scores"] = {nid: float(v) for nid, v in zip(ids, verdict.scores, strict=False)}
         else:
-            aggregate = np.zeros_like(theta)
-        velocity = (c.momentum * velocity + aggregate).astype(np.float32)
-        theta = (theta - c.effective_server_lr * velocity).astype(np.float32)
-        ref_step = np.mean(ref_updates, axis=0)
-        theta_ref = (theta_ref - c.effective_server_lr * ref_step).astype(np.float32)
+            aggregate = np.zeros_like(st.theta)
+        velocity = (c.momentum * st.velocity + aggregate).astype(np.float32)
+        theta = (st.theta - c.effective_server_lr * velocity).astype(np.float32)
         times["aggregate"] = time.perf_counter() - t0
 
-        metrics = self._evaluate(s, r, theta, theta_ref, flagged_ids, len(rejected))
+        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target)
+        metrics = self._evaluate(s, r, theta, reference, flagged_ids, len(rejected))
         metrics["train_loss"] = float(np.mean([losses[n] for n in honest_ids]))
         for stage in STAGES[:-1]:
             metrics[f"{stage}_ms"] = times[stage] * 1e3
 
-        # Store the round record and the optimiser state, so the run can resume after this round.
+        # The record carries the optimiser state: one write, so a run can always resume after it.
         t0 = time.perf_counter()
         record = RoundRecord(
             round=r,
@@ -394,13 +437,12 @@ class Simulation:
             flagged=tuple(sorted(flagged_ids)),
             aggregate=aggregate,
             model=theta,
-            evidence=evidence,
+            evidence={**evidence, "state": new.to_json()},
             metrics=dict(metrics),
         )
         await backend.put_round_record(record)
-        await backend.put_meta("state", {"round": r, "reference": _b64(theta_ref), "velocity": _b64(velocity)})
         metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
-        return theta, theta_ref, velocity, aggregate, metrics
+        return new, metrics
 
     def _evaluate(
         self, s: _Setup, r: int, theta: F32, theta_ref: F32, flagged: set[str], n_rejected: int
@@ -422,11 +464,21 @@ class Simulation:
             "tpr": tp / len(byz) if byz else None,
             "fpr": fp / len(honest) if honest else None,
             "rejected": n_rejected,
+            # Scored against the simulator's ground truth, after the defence has decided.
+            "verdicts": {
+                nid: ("TP" if nid in flagged else "FN")
+                if nid in byz
+                else ("FP" if nid in flagged else "TN")
+                for nid in s.node_ids
+            },
         }
         if self.config.attack == "backdoor":
             target = int(self.config.attack_params.get("target", attacks.BACKDOOR_TARGET))
             others = ds.y_test != target
-            triggered = attacks.add_trigger(ds.x_test[others], ds.image_shape)
+            value = self.config.attack_params.get("trigger_value")
+            triggered = attacks.add_trigger(
+                ds.x_test[others], ds.image_shape, value=None if value is None else float(value)
+            )
             m["attack_success_rate"] = float(np.mean(model.predict(theta, triggered) == target))
         else:
             m["attack_success_rate"] = None
@@ -440,6 +492,7 @@ class Simulation:
             "final_accuracy": last["accuracy"],
             "final_loss": last["loss"],
             "honest_only_accuracy": last["honest_only_accuracy"],
+            "honest_only_loss": last["honest_only_loss"],
             "accuracy_gap": last["honest_only_accuracy"] - last["accuracy"],
             "tpr": _mean([row["tpr"] for row in rows]),
             "fpr": _mean([row["fpr"] for row in rows]),
