@@ -138,7 +138,7 @@ def _default_data_dir(config: RunConfig) -> Path:
     metavar="KEY=VALUE",
     help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
 )
-@click.option("--aggregator", type=click.Choice(defence.DEFENCES), default="multi_krum", show_default=True)
+@click.option("--aggregator", type=click.Choice(defence.ALL_DEFENCES), default="multi_krum", show_default=True)
 @click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
 @click.option(
     "--dataset",
@@ -296,6 +296,176 @@ def plot(run_path: Path, out: Path | None) -> None:
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(str(out))
+
+
+@main.command("matrix")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results/matrix"),
+    show_default=True,
+    help="Directory for cells.jsonl, matrix.json, MATRIX.md and matrix.png; a directory holding cells resumes.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: CPU count].")
+@click.option("--seeds", type=int, multiple=True, help="Report seed (repeatable) [default: 101, 102, 103].")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, help="Training rounds per run [default: 30].")
+@click.option("--nodes", type=click.IntRange(min=1), default=None, help="Nodes per run [default: 20].")
+@click.option(
+    "--dataset",
+    type=click.Choice(tuple(dict.fromkeys(data.DATASETS + data.PATH_DATASETS))),
+    default=None,
+    help="Dataset [default: mnist].",
+)
+@click.option(
+    "--attacks",
+    "attack_list",
+    default=None,
+    metavar="LIST",
+    help="Comma list, e.g. 'alie,ipm(eps=100)'; a bare ipm means eps 0.1 and 100 [default: every attack].",
+)
+@click.option("--defences", default=None, metavar="LIST", help="Comma list [default: every aggregator and pipeline].")
+@click.option(
+    "--fractions", default=None, metavar="LIST", help="Comma list of Byzantine fractions [default: 0.3,0.4,0.5]."
+)
+@click.option(
+    "--distributions",
+    default=None,
+    metavar="LIST",
+    help="Comma list, e.g. iid,dirichlet:0.5,dirichlet:0.1 (the default).",
+)
+@click.option("--small", is_flag=True, help="The test preset: synthetic data, 8 nodes, 2 rounds, 6 cells.")
+@click.option(
+    "--summarise-only",
+    is_flag=True,
+    help="Run nothing; summarise the cells already in --out (for the spec of the options given, else spec.json).",
+)
+def matrix(
+    out_dir: Path,
+    workers: int | None,
+    seeds: tuple[int, ...],
+    rounds: int | None,
+    nodes: int | None,
+    dataset: str | None,
+    attack_list: str | None,
+    defences: str | None,
+    fractions: str | None,
+    distributions: str | None,
+    small: bool,
+    summarise_only: bool,
+) -> None:
+    """Sweep attacks x Byzantine fractions x distributions x defences x seeds.
+
+    Runs every cell in parallel processes, appending each finished cell to
+    <out>/cells.jsonl (rerun the same command to resume), then writes
+    matrix.json, MATRIX.md (tables and the issue-4 targets for the pipeline)
+    and matrix.png (TPR, FPR and accuracy-gap heatmaps).
+    """
+    import dataclasses
+    import logging
+
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn as _Bar
+    from rich.progress import MofNCompleteColumn as _MofN
+    from rich.progress import Progress as _Progress
+    from rich.progress import TextColumn as _Text
+    from rich.progress import TimeElapsedColumn as _Elapsed
+    from rich.progress import TimeRemainingColumn as _Remaining
+    from rich.table import Table as _Table
+
+    from zerotrustml import matrix as mx
+    from zerotrustml.exceptions import ValidationError as _ValidationError
+
+    overrides: dict[str, Any] = {}
+    parsers: list[tuple[str, str, str | None, Any]] = [
+        ("--attacks", "attacks", attack_list, mx.parse_attacks),
+        ("--defences", "defences", defences, mx.parse_defences),
+        ("--fractions", "fractions", fractions, mx.parse_fractions),
+        ("--distributions", "distributions", distributions, mx.parse_distributions),
+    ]
+    for hint, name, raw, parse in parsers:
+        if raw is not None:
+            try:
+                overrides[name] = parse(raw)
+            except _ValidationError as e:
+                raise click.BadParameter(str(e), param_hint=hint) from None
+    for name, value in (("rounds", rounds), ("nodes", nodes), ("dataset", dataset)):
+        if value is not None:
+            overrides[name] = value
+    if seeds:
+        if any(s < 0 for s in seeds):
+            raise click.BadParameter("seeds must be >= 0", param_hint="--seeds")
+        overrides["seeds"] = tuple(dict.fromkeys(seeds))
+    spec = dataclasses.replace(mx.MatrixSpec.small() if small else mx.MatrixSpec(), **overrides)
+    try:
+        spec.validate()
+    except _ValidationError as e:
+        raise click.UsageError(str(e)) from None
+
+    console = Console()
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    logger = logging.getLogger(mx.__name__)
+    logger.addHandler(handler)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    failed = 0
+    try:
+        if not summarise_only:
+            cells = spec.cells()
+            console.print(
+                f"[bold]ZeroTrustML matrix[/]: {len(cells)} cells ({len(spec.attacks)} attacks x "
+                f"{len(spec.fractions)} fractions x {len(spec.distributions)} distributions x "
+                f"{len(spec.defences)} defences x {len(spec.seeds)} seeds"
+                f"{', plus no-attack cells' if spec.include_clean else ''}), {spec.dataset}, {spec.nodes} nodes, "
+                f"{spec.rounds} rounds, into {out_dir}"
+            )
+            with _Progress(
+                _Text("[progress.description]{task.description}"),
+                _Bar(),
+                _MofN(),
+                _Elapsed(),
+                _Remaining(),
+                console=console,
+            ) as bar:
+                task = bar.add_task("starting", total=len(cells))
+
+                def on_cell(event: mx.CellProgress) -> None:
+                    bar.update(task, completed=event.done, total=event.total, description=event.label or "starting")
+
+                try:
+                    result = mx.run_matrix(spec, out_dir, workers=workers, progress=on_cell)
+                except KeyboardInterrupt:
+                    console.print(f"interrupted; finished cells are in {out_dir / mx.CELLS_FILE}: rerun to resume")
+                    raise click.exceptions.Exit(130) from None
+            failed = result.failed
+            console.print(
+                f"{result.ran} run, {result.not_applicable} n/a, {result.reused} reused, {result.failed} failed "
+                f"in {result.elapsed_s:.1f} s"
+            )
+        given = bool(overrides) or small
+        doc = mx.summarise(out_dir, spec=spec if (given or not summarise_only) else None)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+    table = _Table("target", "measured", "threshold", "status", title=f"issue-4 targets for {doc['target_defence']}")
+    for t in doc["targets"]:
+        value = "–" if t["value"] is None else f"{t['value']:.3f}{t['unit']}"
+        colour = {"PASS": "green", "MISS": "red"}.get(t["status"], "yellow")
+        table.add_row(
+            t["name"], value, f"{t['comparison']} {t['threshold']:g}{t['unit']}", f"[{colour}]{t['status']}[/]"
+        )
+    console.print(table)
+    console.print(
+        f"cells: {out_dir / mx.CELLS_FILE}\nsummary: {doc['paths']['json']}\ntable: {doc['paths']['markdown']}\n"
+        f"heatmap: {doc['paths']['png']}"
+    )
+    if failed:
+        raise click.ClickException(
+            f"{failed} cells failed (see {out_dir / mx.ERRORS_FILE}); rerun the same command to retry them"
+        )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ DEFENCES = (
     "centered_clipping",
 )
 
+#: Every defence ``zerotrustml run --aggregator`` accepts: the plain rules and the full pipeline
+#: (:mod:`zerotrustml.pipeline`, which the simulator runs itself).
+ALL_DEFENCES = DEFENCES + ("pipeline",)
+
 #: Share of the uniform weight (or of the length, for clipping) below which an update counts as flagged.
 DOWNWEIGHT_FLAG = 0.5
 
@@ -75,8 +79,8 @@ class Verdict:
 
 def check_precondition(rule: str, n: int, f: int) -> None:
     """Raise ``PreconditionError`` now, not mid-run, when ``rule`` cannot run on ``n`` updates with ``f`` assumed."""
-    if rule not in DEFENCES:
-        raise ParameterError(f"aggregator: unknown name {rule!r}; choose one of {', '.join(DEFENCES)}")
+    if rule not in ALL_DEFENCES:
+        raise ParameterError(f"aggregator: unknown name {rule!r}; choose one of {', '.join(ALL_DEFENCES)}")
     need = _NEEDS.get(rule)
     if need is not None and not need[1](n, f):
         raise PreconditionError(f"{rule} needs {need[0]} (got n={n}, f={f}); lower --byzantine-fraction or --assumed-f")

@@ -72,6 +72,7 @@ __all__ = [
     "KeyRing",
     "verify_proof",
     "verify_submission_proof",
+    "sign_claim",
     "relative_improvement",
     "holdout_losses",
 ]
@@ -447,6 +448,38 @@ def _sign_proof(signing_key: nacl.signing.SigningKey, **fields: Any) -> EdgeProo
     unsigned = EdgeProof(signature=bytes(SIGNATURE_BYTES), **fields)
     signature = signing_key.sign(unsigned.message()).signature
     return EdgeProof(signature=signature, **fields)
+
+
+def sign_claim(
+    signing_key: nacl.signing.SigningKey,
+    *,
+    node_id: str,
+    round: int,
+    payload_hash: bytes,
+    loss_before: float,
+    loss_after: float,
+    holdout_size: int,
+    lr: float,
+) -> EdgeProof:
+    """Sign losses as claimed, without measuring them.
+
+    :meth:`EdgeProofGenerator.prove` measures and then signs; this is what a
+    dishonest node does instead (the simulator's Byzantine nodes use it). A
+    valid signature proves who claimed the losses, not that they are true,
+    which is why committees re-score updates.
+    """
+    return _sign_proof(
+        signing_key,
+        node_id=node_id,
+        round=round,
+        payload_hash=payload_hash,
+        nonce=os.urandom(NONCE_BYTES),
+        loss_before=loss_before,
+        loss_after=loss_after,
+        holdout_size=holdout_size,
+        lr=float(lr),
+        public_key=bytes(signing_key.verify_key),
+    )
 
 
 def verify_proof(

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import attacks, data, defence, models, partition
+from zerotrustml import attacks, committee, data, defence, models, partition, pipeline, proofs
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
+from zerotrustml.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, SubmissionRejected
-from zerotrustml.validation import ModelSpec, Submission
+from zerotrustml.reputation import ReputationLedger
+from zerotrustml.validation import ModelSpec, Submission, payload_hash
 
 F32 = npt.NDArray[np.float32]
 
@@ -72,6 +74,7 @@ class RunConfig:
     holdout_fraction: float = 0.1
     max_norm: float = 1e6
     attack_params: Mapping[str, float | str] = field(default_factory=dict)
+    defence_config: str | None = None
 
     @property
     def n_byzantine(self) -> int:
@@ -173,6 +176,7 @@ class _State:
     reference_velocity: F32
     previous: F32 | None
     mimic_target: int | None
+    ledger: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +184,7 @@ class _State:
             "velocity": _b64(self.velocity),
             "reference_velocity": _b64(self.reference_velocity),
             "mimic_target": self.mimic_target,
+            "ledger": self.ledger,
         }
 
 
@@ -191,6 +196,9 @@ class _Setup:
     byzantine: set[str]
     model: models.Model
     spec: ModelSpec
+    defence_config: DefenceConfig
+    keys: dict[str, Any]
+    ring: proofs.KeyRing
 
 
 class Simulation:
@@ -251,7 +259,12 @@ class Simulation:
                     nd = dataclasses.replace(nd, x_train=x, y_train=y)
                 poisoned.append(nd)
             nodes = poisoned
-        return _Setup(ds, nodes, node_ids, byzantine, model, spec)
+        dconf = DefenceConfig.load(c.defence_config)
+        keys = {nid: pipeline.signing_key(c.seed, nid) for nid in node_ids}
+        ring = proofs.KeyRing()
+        for nid, key in keys.items():
+            ring.register(nid, key.verify_key)
+        return _Setup(ds, nodes, node_ids, byzantine, model, spec, dconf, keys, ring)
 
     # -- the run -----------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -321,6 +334,7 @@ class Simulation:
             reference_velocity=_unb64(state["reference_velocity"]),
             previous=np.asarray(rec.aggregate, np.float32),
             mimic_target=state.get("mimic_target"),
+            ledger=state.get("ledger"),
         )
 
     async def _round(
@@ -338,7 +352,13 @@ class Simulation:
         losses: dict[str, float] = {}
         for i, (nid, nd) in enumerate(zip(s.node_ids, s.nodes, strict=True)):
             updates[nid], losses[nid] = models.local_update(
-                s.model, st.theta, nd.x_train, nd.y_train, steps=c.local_steps, lr=c.lr, batch_size=c.batch_size,
+                s.model,
+                st.theta,
+                nd.x_train,
+                nd.y_train,
+                steps=c.local_steps,
+                lr=c.lr,
+                batch_size=c.batch_size,
                 rng=np.random.default_rng([c.seed, r, i]),
             )
         mimic_target = st.mimic_target
@@ -368,8 +388,14 @@ class Simulation:
         # The honest-only reference: the same nodes and seeds, plain example-weighted averaging, same optimiser.
         ref_rows = [
             models.local_update(
-                s.model, st.reference, s.nodes[i].x_train, s.nodes[i].y_train, steps=c.local_steps, lr=c.lr,
-                batch_size=c.batch_size, rng=np.random.default_rng([c.seed, r, i]),
+                s.model,
+                st.reference,
+                s.nodes[i].x_train,
+                s.nodes[i].y_train,
+                steps=c.local_steps,
+                lr=c.lr,
+                batch_size=c.batch_size,
+                rng=np.random.default_rng([c.seed, r, i]),
             )[0]
             for i, nid in enumerate(s.node_ids)
             if nid not in s.byzantine
@@ -381,8 +407,11 @@ class Simulation:
         # Validate: the backend applies the shared rules; a rejected update is excluded.
         t0 = time.perf_counter()
         rejected: dict[str, str] = {}
+        claims = self._proofs(s, r, st.theta, updates)
         for nid in s.node_ids:
-            sub = Submission.create(nid, r, s.spec.model_id, updates[nid], example_count=counts[nid])
+            sub = Submission.create(
+                nid, r, s.spec.model_id, updates[nid], example_count=counts[nid], proof=claims[nid].to_json()
+            )
             if resuming:
                 # This round was cut short after some submissions were stored: the same payload is the same
                 # submission, not a second one.
@@ -402,7 +431,31 @@ class Simulation:
         flagged_ids = set(rejected)
         kept_ids: list[str] = []
         evidence: dict[str, Any] = {"rejected": rejected}
-        if ids:
+        ledger_state = st.ledger
+        if ids and c.aggregator == "pipeline":
+            ledger = (
+                ReputationLedger(s.defence_config)
+                if st.ledger is None
+                else ReputationLedger.from_state(s.defence_config, st.ledger)
+            )
+            pv = pipeline.run_round(
+                r,
+                stored,
+                config=s.defence_config,
+                keys=s.ring,
+                ledger=ledger,
+                votes=lambda members, subs: self._votes(s, r, st.theta, members, subs),
+                seed=c.seed,
+                f=c.f,
+                previous=st.previous,
+                seen_nonces=set(),
+            )
+            ledger_state = ledger.state()
+            aggregate = pv.vector
+            kept_ids = pv.kept
+            flagged_ids |= set(pv.flagged)
+            evidence.update(pv.evidence)
+        elif ids:
             matrix = np.stack([np.asarray(sub.values, dtype=np.float32) for sub in stored])
             weights = np.array([sub.example_count for sub in stored], dtype=np.float64)
             f_eff = min(c.f, max(0, (len(ids) - 1) // 2))
@@ -422,7 +475,7 @@ class Simulation:
         theta = (st.theta - c.effective_server_lr * velocity).astype(np.float32)
         times["aggregate"] = time.perf_counter() - t0
 
-        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target)
+        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target, ledger_state)
         metrics = self._evaluate(s, r, theta, reference, flagged_ids, len(rejected))
         metrics["train_loss"] = float(np.mean([losses[n] for n in honest_ids]))
         for stage in STAGES[:-1]:
@@ -441,8 +494,85 @@ class Simulation:
             metrics=dict(metrics),
         )
         await backend.put_round_record(record)
+        if c.aggregator == "pipeline" and ledger_state is not None:
+            await backend.put_reputations(r, ledger_state["scores"])
         metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
         return new, metrics
+
+    def _proofs(self, s: _Setup, r: int, theta: F32, updates: Mapping[str, F32]) -> dict[str, proofs.EdgeProof]:
+        """Every node's signed edge proof. Honest nodes measure; Byzantine nodes sign a plausible lie."""
+        c = self.config
+        out: dict[str, proofs.EdgeProof] = {}
+        honest_quality: list[float] = []
+        for nid, nd in zip(s.node_ids, s.nodes, strict=True):
+            if nid in s.byzantine or len(nd.y_holdout) == 0:
+                continue
+            out[nid] = proofs.EdgeProofGenerator(s.keys[nid]).prove(
+                s.model, theta, updates[nid], nd.x_holdout, nd.y_holdout, node_id=nid, round=r, lr=c.lr
+            )
+            honest_quality.append(out[nid].quality)
+        typical = float(np.median(honest_quality)) if honest_quality else 0.05
+        for nid, nd in zip(s.node_ids, s.nodes, strict=True):
+            if nid in out:
+                continue
+            before = s.model.loss(theta, nd.x_holdout, nd.y_holdout) if len(nd.y_holdout) else 1.0
+            out[nid] = proofs.sign_claim(
+                s.keys[nid],
+                node_id=nid,
+                round=r,
+                payload_hash=payload_hash(updates[nid]),
+                loss_before=before,
+                loss_after=before * (1.0 - typical),
+                holdout_size=max(len(nd.y_holdout), 1),
+                lr=c.lr,
+            )
+        return out
+
+    def _votes(
+        self, s: _Setup, r: int, theta: F32, members: Sequence[str], subs: Sequence[Submission]
+    ) -> list[committee.Vote]:
+        """The committee's votes: honest members re-score on their own held-out data; Byzantine members lie.
+
+        Colluding Byzantine members accept their accomplices and reject everyone else; without collusion
+        they reject every update (they know nothing to favour).
+        """
+        c = self.config
+        out: list[committee.Vote] = []
+        index = {nid: i for i, nid in enumerate(s.node_ids)}
+        for m in members:
+            nd = s.nodes[index[m]]
+            if m not in s.byzantine:
+                out.extend(
+                    pipeline.member_votes(
+                        s.keys[m],
+                        m,
+                        r,
+                        subs,
+                        model=s.model,
+                        params=theta,
+                        lr=c.lr,
+                        x_holdout=nd.x_holdout,
+                        y_holdout=nd.y_holdout,
+                        config=s.defence_config,
+                    )
+                )
+                continue
+            for sub in subs:
+                if sub.node_id == m:
+                    continue
+                accomplice = c.colluding and sub.node_id in s.byzantine
+                out.append(
+                    committee.cast_vote(
+                        s.keys[m],
+                        voter=m,
+                        round=r,
+                        node_id=sub.node_id,
+                        payload_hash=sub.payload_hash,
+                        quality=0.05 if accomplice else -1.0,
+                        accept=accomplice,
+                    )
+                )
+        return out
 
     def _evaluate(
         self, s: _Setup, r: int, theta: F32, theta_ref: F32, flagged: set[str], n_rejected: int
@@ -466,9 +596,7 @@ class Simulation:
             "rejected": n_rejected,
             # Scored against the simulator's ground truth, after the defence has decided.
             "verdicts": {
-                nid: ("TP" if nid in flagged else "FN")
-                if nid in byz
-                else ("FP" if nid in flagged else "TN")
+                nid: ("TP" if nid in flagged else "FN") if nid in byz else ("FP" if nid in flagged else "TN")
                 for nid in s.node_ids
             },
         }
@@ -503,6 +631,7 @@ class Simulation:
             "assumed_f": c.f,
             "dims": s.model.dims,
             "params": c.to_json(),
+            "defence_config": s.defence_config.to_json(),
             "data_dir": str(self.data_dir),
             "metrics_path": str(self.metrics_path),
             "elapsed_s": elapsed,

@@ -1,0 +1,254 @@
+"""The full defence: validation -> proofs -> similarity -> committee -> reputation -> aggregation.
+
+One round, given what the backend holds (submissions that passed the shared
+validation rules) and the signed committee votes:
+
+1. **Proofs.** Each submission's edge proof must verify against the node's
+   registered key and be bound to its payload hash, round and node; a
+   missing, forged or replayed proof flags the node (a proof's claimed
+   quality is evidence only: a liar signs its own lies).
+2. **Similarity** (:mod:`zerotrustml.detection`): robust statistics of the
+   round's updates, with the label-skew cosine band.
+3. **Committee** (:mod:`zerotrustml.committee`): the round's committee is
+   drawn from the round seed, weighted by reputation; members re-score each
+   update on their own held-out data and sign a vote; an update is rejected
+   when a strict majority of its committee does not accept it.
+4. **Reputation** (:mod:`zerotrustml.reputation`): the round's flags update
+   each node's reputation; a node below the exclusion threshold is excluded
+   whatever this round's evidence says.
+5. **Aggregation**: the mean of the kept updates, weighted by reputation
+   times the example count (the count capped at twice the round's median, so
+   a node cannot buy weight by claiming a huge dataset).
+
+A node is flagged in a round when any of 1-4 excludes it. The pipeline sees
+node ids, payloads, proofs and votes, never which nodes are Byzantine.
+
+How a member votes (:func:`member_votes`): it scores every update of the
+round on its own held-out data and accepts an update that does not raise
+its loss (quality >= ``COMMITTEE_QUALITY_MIN``) or whose quality is within
+``SIMILARITY_Z_THRESHOLD`` robust deviations of its median score over the
+round. The relative test matters under label skew: a member holding two
+classes sees most honest updates raise its loss a little, and must judge
+them against each other, not against zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nacl.signing
+import numpy as np
+import numpy.typing as npt
+
+from zerotrustml import aggregators, committee, detection
+from zerotrustml.config import DefenceConfig
+from zerotrustml.models import Model
+from zerotrustml.proofs import ProofError, verify_submission_proof
+from zerotrustml.reputation import ReputationLedger
+from zerotrustml.validation import Submission
+
+F32 = npt.NDArray[np.float32]
+
+#: Votes for a round: called with the committee and the round's submissions, returns every member's signed votes.
+VoteSource = Callable[[Sequence[str], Sequence[Submission]], Sequence[committee.Vote]]
+
+
+def signing_key(seed: int, node_id: str) -> nacl.signing.SigningKey:
+    """A node's deterministic Ed25519 key in a simulation (real nodes generate theirs)."""
+    digest = hashlib.blake2b(f"{seed}:{node_id}".encode(), digest_size=32, person=b"zerotrustml-key").digest()
+    return nacl.signing.SigningKey(digest)
+
+
+def round_seed(seed: int, round: int, previous: F32 | None) -> int:
+    """The committee seed of a round: the run seed and the previous aggregate's hash.
+
+    Tying it to the previous aggregate means nobody can know a committee
+    before the round before it is settled.
+    """
+    h = hashlib.blake2b(digest_size=8, person=b"zerotrustml-cmte")
+    h.update(int(seed).to_bytes(8, "little", signed=True) + int(round).to_bytes(8, "little"))
+    if previous is not None:
+        h.update(np.ascontiguousarray(previous, dtype="<f4").tobytes())
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+def member_votes(
+    signing_key_of: nacl.signing.SigningKey,
+    member: str,
+    round: int,
+    submissions: Sequence[Submission],
+    *,
+    model: Model,
+    params: F32,
+    lr: float,
+    x_holdout: npt.ArrayLike,
+    y_holdout: npt.ArrayLike,
+    config: DefenceConfig,
+) -> list[committee.Vote]:
+    """An honest member's signed votes on every other node's update of the round (rule in the module docs)."""
+    others = [s for s in submissions if s.node_id != member]
+    if not others or len(np.asarray(y_holdout)) == 0:
+        return []
+    q = np.array(
+        [committee.score_update(model, params, s.values, lr, x_holdout, y_holdout) for s in others], dtype=np.float64
+    )
+    med = float(np.median(q))
+    spread = max(1.4826 * float(np.median(np.abs(q - med))), config.similarity_mad_floor * abs(med), 1e-12)
+    bar = min(config.committee_quality_min, med - config.similarity_z_threshold * spread)
+    return [
+        committee.cast_vote(
+            signing_key_of,
+            voter=member,
+            round=round,
+            node_id=s.node_id,
+            payload_hash=s.payload_hash,
+            quality=float(qi),
+            accept=bool(qi >= bar),
+        )
+        for s, qi in zip(others, q, strict=True)
+    ]
+
+
+@dataclass
+class PipelineVerdict:
+    """What the pipeline did with one round."""
+
+    vector: F32
+    kept: list[str]
+    flagged: list[str]
+    committee: list[str]
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def run_round(
+    round: int,
+    submissions: Sequence[Submission],
+    *,
+    config: DefenceConfig,
+    keys: Mapping[str, bytes],
+    ledger: ReputationLedger,
+    votes: VoteSource,
+    seed: int,
+    f: int,
+    previous: F32 | None,
+    seen_nonces: set[bytes] | None = None,
+) -> PipelineVerdict:
+    """Run the pipeline on one round's stored submissions and update ``ledger``.
+
+    Parameters
+    ----------
+    round
+        The round.
+    submissions
+        What the backend holds for the round (already validated).
+    config
+        The defence configuration.
+    keys
+        Registered Ed25519 public keys by node id.
+    ledger
+        Reputation so far; updated in place with this round's flags.
+    votes
+        Where the committee's signed votes come from (the simulator's members,
+        or the DHT).
+    seed
+        The run's seed (with the previous aggregate, it fixes the committee).
+    f
+        The number of Byzantine nodes the similarity statistics assume.
+    previous
+        The previous round's aggregate (the similarity reference), if any.
+    seen_nonces
+        Proof nonces seen so far, for replay detection (updated in place).
+    """
+    ids = [s.node_id for s in submissions]
+    n = len(ids)
+    reasons: dict[str, list[str]] = {nid: [] for nid in ids}
+    flagged = np.zeros(n, dtype=bool)
+
+    # 1. Proofs.
+    for i, sub in enumerate(submissions):
+        key = keys.get(sub.node_id)
+        try:
+            if key is None:
+                raise ProofError(f"node_id: no registered key for {sub.node_id!r}", field="node_id", code="unknown_key")
+            verify_submission_proof(sub, key, seen_nonces=seen_nonces)
+        except ProofError as e:
+            flagged[i] = True
+            reasons[sub.node_id].append(f"proof {e.code}")
+
+    # 2. Similarity (needs three updates for robust statistics).
+    evidence: dict[str, Any] = {}
+    if n >= 3:
+        matrix = np.stack([np.asarray(s.values, dtype=np.float32) for s in submissions])
+        ev = detection.similarity_evidence(matrix, previous, min(f, n - 1), config)
+        sim = detection.flag(ev, config)
+        for i, nid in enumerate(ids):
+            if sim.flagged[i]:
+                flagged[i] = True
+                reasons[nid].extend(sim.reasons[i])
+        evidence["suspicion"] = {nid: float(v) for nid, v in zip(ids, sim.suspicion, strict=True)}
+
+    # 3. Committee.
+    members = committee.select_committee(
+        ids, round, round_seed(seed, round, previous), config.committee_size, reputations=ledger.scores
+    )
+    cast = list(votes(members, submissions))
+    decisions: dict[str, Any] = {}
+    for i, sub in enumerate(submissions):
+        own = [m for m in members if m != sub.node_id]
+        if not own:
+            continue
+        decision = committee.aggregate_committee_votes(
+            [v for v in cast if v.node_id == sub.node_id],
+            members=own,
+            keys=keys,
+            round=round,
+            node_id=sub.node_id,
+            payload_hash=sub.payload_hash,
+        )
+        decisions[sub.node_id] = {
+            "accepted": decision.accepted,
+            "quality": decision.quality,
+            "n_accept": decision.n_accept,
+            "n_valid": decision.n_valid,
+        }
+        if not decision.accepted:
+            flagged[i] = True
+            reasons[sub.node_id].append(f"committee {decision.n_accept}/{len(own)} accept")
+
+    # 4. Reputation: this round's flags, then exclusion by standing.
+    ledger.update(round, {nid: bool(fl) for nid, fl in zip(ids, flagged, strict=True)})
+    for i, nid in enumerate(ids):
+        if ledger.excluded(nid) and not flagged[i]:
+            flagged[i] = True
+            reasons[nid].append(f"reputation {ledger.score(nid):.2f} below exclusion threshold")
+
+    # 5. Aggregate the kept updates, weighted by reputation x capped example count.
+    kept = [i for i in range(n) if not flagged[i]]
+    if kept:
+        counts = np.array([submissions[i].example_count for i in kept], dtype=np.float64)
+        counts = np.minimum(counts, 2.0 * float(np.median(counts)))
+        rep = np.array([ledger.score(ids[i]) for i in kept], dtype=np.float64)
+        weights = counts * rep
+        rows = np.stack([np.asarray(submissions[i].values, dtype=np.float32) for i in kept])
+        vector = aggregators.mean(rows, weights=weights if weights.sum() > 0 else None).vector.astype(np.float32)
+    else:
+        dims = int(np.asarray(submissions[0].values).shape[0]) if submissions else 0
+        vector = np.zeros(dims, dtype=np.float32)  # nothing trusted: no step this round
+    evidence.update(
+        {
+            "committee": members,
+            "votes": decisions,
+            "reasons": {nid: r for nid, r in reasons.items() if r},
+            "reputation": {nid: ledger.score(nid) for nid in ids},
+        }
+    )
+    return PipelineVerdict(
+        vector=vector,
+        kept=[ids[i] for i in kept],
+        flagged=[ids[i] for i in range(n) if flagged[i]],
+        committee=list(members),
+        evidence=evidence,
+    )
