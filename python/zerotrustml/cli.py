@@ -334,6 +334,12 @@ def plot(run_path: Path, out: Path | None) -> None:
     metavar="LIST",
     help="Comma list, e.g. iid,dirichlet:0.5,dirichlet:0.1 (the default).",
 )
+@click.option(
+    "--defence-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Defence settings file for every run (the tuned parameters; .env-style or .json).",
+)
 @click.option("--small", is_flag=True, help="The test preset: synthetic data, 8 nodes, 2 rounds, 6 cells.")
 @click.option(
     "--summarise-only",
@@ -351,6 +357,7 @@ def matrix(
     defences: str | None,
     fractions: str | None,
     distributions: str | None,
+    defence_config: str | None,
     small: bool,
     summarise_only: bool,
 ) -> None:
@@ -389,7 +396,7 @@ def matrix(
                 overrides[name] = parse(raw)
             except _ValidationError as e:
                 raise click.BadParameter(str(e), param_hint=hint) from None
-    for name, value in (("rounds", rounds), ("nodes", nodes), ("dataset", dataset)):
+    for name, value in (("rounds", rounds), ("nodes", nodes), ("dataset", dataset), ("defence_config", defence_config)):
         if value is not None:
             overrides[name] = value
     if seeds:

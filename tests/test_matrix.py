@@ -1,0 +1,296 @@
+"""The attack matrix: cells, resume, n/a cells, the summary files and the `zerotrustml matrix` command.
+
+Runs the small preset (synthetic data, 8 nodes, 2 rounds, 6 cells of which 4
+are runs and 2 are n/a) with one worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from zerotrustml import attacks, defence
+from zerotrustml import matrix as mx
+from zerotrustml.cli import main
+from zerotrustml.exceptions import ParameterError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, mx.MatrixRun, list[mx.CellProgress]]:
+    out = tmp_path_factory.mktemp("matrix")
+    events: list[mx.CellProgress] = []
+    result = mx.run_matrix(mx.MatrixSpec.small(), out, workers=1, progress=events.append)
+    return out, result, events
+
+
+# -- the specification --------------------------------------------------------------------------------------------
+def test_default_spec_sweeps_every_attack_fraction_distribution_defence_and_three_report_seeds() -> None:
+    spec = mx.MatrixSpec()
+    labels = [a.label for a in spec.attacks]
+    assert "none" not in labels and "ipm(eps=0.1)" in labels and "ipm(eps=100)" in labels
+    assert {a.name for a in spec.attacks} == set(attacks.ATTACKS) - {"none"}
+    assert spec.fractions == (0.3, 0.4, 0.5)
+    assert spec.distributions == (("iid", None), ("dirichlet", 0.5), ("dirichlet", 0.1))
+    assert set(defence.DEFENCES) <= set(spec.defences) and mx.PIPELINE in spec.defences
+    assert spec.seeds == mx.REPORT_SEEDS and not set(spec.seeds) & set(mx.TUNING_SEEDS)
+    assert (spec.nodes, spec.dataset, spec.model) == (20, "mnist", "softmax")
+    n_scenarios = len(spec.distributions) * (len(spec.attacks) * len(spec.fractions) + 1)  # +1: the clean row
+    assert len(spec.cells()) == n_scenarios * len(spec.defences) * len(spec.seeds)
+    spec.validate()
+
+
+def test_spec_round_trips_through_json_and_keys_are_stable_and_distinct() -> None:
+    spec = mx.MatrixSpec.small()
+    again = mx.MatrixSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert again == spec
+    keys = [spec.key(c) for c in spec.cells()]
+    assert keys == [again.key(c) for c in again.cells()]
+    assert len(set(keys)) == len(keys)
+    # The base configuration is part of the key: more rounds is another cell.
+    assert spec.key(spec.cells()[0]) != mx.MatrixSpec.small(rounds=3).key(spec.cells()[0])
+
+
+def test_parsers_read_the_labels_tables_show_and_reject_bad_names() -> None:
+    assert [a.label for a in mx.parse_attack("ipm")] == ["ipm(eps=0.1)", "ipm(eps=100)"]
+    assert mx.parse_attacks("alie, ipm(eps=100),ipm(epsilon=100)") == (
+        mx.AttackCase("alie"),
+        mx.AttackCase("ipm", (("epsilon", 100.0),)),
+    )
+    assert mx.parse_distributions("iid,dirichlet:0.5,dirichlet(0.1)") == (
+        ("iid", None),
+        ("dirichlet", 0.5),
+        ("dirichlet", 0.1),
+    )
+    assert mx.parse_fractions("0.3, 0.5") == (0.3, 0.5)
+    for parse, text in (
+        (mx.parse_attacks, "nope"),
+        (mx.parse_attacks, "ipm(bogus=1)"),
+        (mx.parse_defences, "krum,nope"),
+        (mx.parse_distributions, "dirichlet:0"),
+        (mx.parse_distributions, "gaussian"),
+        (mx.parse_fractions, "1.5"),
+    ):
+        with pytest.raises(ParameterError):
+            parse(text)
+
+
+# -- running ------------------------------------------------------------------------------------------------------
+def test_run_matrix_records_every_cell_with_preconditions_as_na(
+    small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]],
+) -> None:
+    out, result, events = small_run
+    spec = mx.MatrixSpec.small()
+    records = lines(out / mx.CELLS_FILE)
+    assert len(records) == len(spec.cells()) == 6
+    assert (result.total, result.ran, result.not_applicable, result.failed, result.reused) == (6, 4, 2, 0, 0)
+    settings = mx.defence_settings(spec.defence_config)
+    assert {r["key"] for r in records} == {spec.key(c, settings) for c in spec.cells()}
+    na = [r for r in records if r["status"] == "n/a"]
+    # Bulyan needs n >= 4f + 3: 8 nodes with 2 Byzantine break it; with no attack (f = 0) it runs.
+    assert {(r["defence"], r["fraction"]) for r in na} == {("bulyan", 0.3)}
+    assert all("4f + 3" in r["reason"] for r in na)
+    ok = [r for r in records if r["status"] == "ok"]
+    for r in ok:
+        assert 0.0 <= r["final_accuracy"] <= 1.0 and r["rounds"] == spec.rounds
+        assert r["accuracy_gap"] == pytest.approx(r["honest_only_accuracy"] - r["final_accuracy"])
+    # The callback: one start call, then one per cell, counting up to the total.
+    assert events[0].status == "start" and events[0].done == 0
+    assert [e.done for e in events[1:]] == list(range(1, 7)) and all(e.total == 6 for e in events)
+    assert not (out / mx.ERRORS_FILE).exists()
+
+
+def test_a_second_run_resumes_and_runs_nothing(small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]]) -> None:
+    out, _, _ = small_run
+    before = (out / mx.CELLS_FILE).read_text()
+    events: list[mx.CellProgress] = []
+    result = mx.run_matrix(mx.MatrixSpec.small(), out, workers=1, progress=events.append)
+    assert (result.ran, result.not_applicable, result.failed, result.reused) == (0, 0, 0, 6)
+    assert [e.status for e in events] == ["start"] and events[0].done == 6
+    assert (out / mx.CELLS_FILE).read_text() == before
+
+
+def test_an_interrupted_matrix_reruns_only_the_missing_cells(
+    small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]], tmp_path: Path
+) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(small_run[0], out)
+    cells_path = out / mx.CELLS_FILE
+    records = lines(cells_path)
+    lost = next(r for r in records if r["status"] == "ok")
+    kept = [r for r in records if r is not lost]
+    # As a crash leaves it: a line cut short, with no newline.
+    cells_path.write_text("".join(json.dumps(r) + "\n" for r in kept) + json.dumps(lost)[:40])
+    result = mx.run_matrix(mx.MatrixSpec.small(), out, workers=1)
+    assert (result.ran, result.reused) == (1, 5)
+    # The cut line stays on its own line (skipped when read); every other line is a whole record.
+    text = cells_path.read_text().splitlines()
+    assert text.count(json.dumps(lost)[:40]) == 1
+    valid = [json.loads(line) for line in text if line != json.dumps(lost)[:40]]
+    assert sorted(r["key"] for r in valid) == sorted(r["key"] for r in records)
+
+
+def test_cells_that_fail_are_logged_apart_and_retried(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A defence the matrix lists but the aggregator does not know: each cell fails its check, in the parent.
+    monkeypatch.setattr(mx, "available_defences", lambda: (*defence.DEFENCES, "not_yet"))
+    spec = mx.MatrixSpec.small(defences=("not_yet",))
+    first = mx.run_matrix(spec, tmp_path, workers=1)
+    assert (first.ran, first.failed) == (0, 3)
+    assert not (tmp_path / mx.CELLS_FILE).exists()
+    assert len(lines(tmp_path / mx.ERRORS_FILE)) == 3
+    second = mx.run_matrix(spec, tmp_path, workers=1)
+    assert (second.reused, second.failed) == (0, 3)
+    doc = mx.summarise(tmp_path)
+    assert {c["status"] for c in doc["cells"]} == {"error"} and doc["counts"]["error"] == 3
+
+
+def test_a_bad_spec_raises_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="defences"):
+        mx.run_matrix(mx.MatrixSpec.small(defences=("nope",)), tmp_path / "x")
+    with pytest.raises(ParameterError, match="nodes"):
+        mx.run_matrix(mx.MatrixSpec.small(nodes=0), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+# -- summarising --------------------------------------------------------------------------------------------------
+def test_summarise_writes_json_markdown_and_png(small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]]) -> None:
+    out, _, _ = small_run
+    doc = mx.summarise(out)
+    spec = mx.MatrixSpec.small()
+    saved = json.loads((out / mx.JSON_FILE).read_text())
+    assert (
+        saved["counts"]
+        == doc["counts"]
+        == {
+            "total": 6,
+            "ok": 4,
+            "n/a": 2,
+            "error": 0,
+            "missing": 0,
+            "groups": 6,
+            "groups_complete": 6,
+        }
+    )
+    cells = {(c["attack_label"], c["defence"]): c for c in saved["cells"]}
+    assert cells[("ipm(eps=100)", "bulyan")]["status"] == "n/a"
+    flip = cells[("sign_flip", "multi_krum")]
+    assert flip["status"] == "ok" and flip["n_seeds"] == 1 and flip["seeds"] == list(spec.seeds)
+    for key in ("accuracy", "honest_only_accuracy", "gap_points", "tpr", "fpr"):
+        assert flip[key] is not None
+    assert flip["gap_points"] == pytest.approx(100 * (flip["honest_only_accuracy"] - flip["accuracy"]))
+    assert cells[("none", "multi_krum")]["tpr"] is None  # no Byzantine node to find
+    assert saved["report_seeds"] == list(spec.seeds) and saved["tuning_seeds"] == list(mx.TUNING_SEEDS)
+    assert [t["status"] for t in saved["targets"]] == ["NO DATA"] * 5  # the preset has no pipeline column
+
+    md = (out / mx.MARKDOWN_FILE).read_text()
+    assert "| attack | fraction | multi_krum | bulyan |" in md
+    assert "| ipm(eps=100) | 0.3 |" in md and "n/a" in md
+    assert "## Targets (issue 4) for `pipeline`" in md and "mean TPR over attack cells" in md
+    assert "zerotrustml matrix --out" in md and "--small" in md
+    png = (out / mx.PNG_FILE).read_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 5000
+
+
+def test_targets_pass_and_miss_on_the_pipeline_cells() -> None:
+    spec = mx.MatrixSpec.small(
+        distributions=(("dirichlet", 0.1),), fractions=(0.3, 0.5), defences=("mean", mx.PIPELINE)
+    )
+
+    def row(attack: str, frac: float, d: str, acc: float, tpr: float | None, fpr: float) -> dict[str, Any]:
+        return {
+            "attack": attack,
+            "attack_label": attack,
+            "fraction": frac,
+            "distribution": "dirichlet",
+            "alpha": 0.1,
+            "defence": d,
+            "n_seeds": 1,
+            "accuracy": acc,
+            "gap_points": 100 * (0.9 - acc),
+            "tpr": tpr,
+            "fpr": fpr,
+        }
+
+    rows = [
+        row("none", 0.0, "mean", 0.90, None, 0.0),
+        row("none", 0.0, mx.PIPELINE, 0.895, None, 0.01),
+        row("alie", 0.3, mx.PIPELINE, 0.88, 1.0, 0.02),
+        row("alie", 0.5, mx.PIPELINE, 0.80, 0.9, 0.02),
+    ]
+    targets = {t["name"].split(" (")[0]: t for t in mx._targets(spec, rows, mx.PIPELINE)}
+    assert targets["mean TPR over attack cells"]["value"] == pytest.approx(0.95)
+    assert targets["mean TPR over attack cells"]["status"] == "PASS"
+    assert targets["mean FPR over attack cells"]["status"] == "PASS"
+    assert targets["worst accuracy gap at fraction <= 0.4"]["value"] == pytest.approx(2.0)
+    assert targets["worst accuracy gap at fraction <= 0.4"]["status"] == "PASS"
+    assert targets["worst accuracy gap at fraction 0.5"]["status"] == "MISS"  # 10 points > 5
+    dirichlet = targets["Dirichlet(0.1) no attack: accuracy below plain mean"]
+    assert dirichlet["value"] == pytest.approx(0.5) and dirichlet["status"] == "PASS"
+
+
+# -- the command --------------------------------------------------------------------------------------------------
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    # A clean failure is SystemExit from click; anything else is a traceback the user would see.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_cli_small_matrix_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    code, output = invoke("matrix", "--small", "--out", str(out), "--workers", "1")
+    assert code == 0, output
+    assert len(lines(out / mx.CELLS_FILE)) == 6
+    for name in (mx.JSON_FILE, mx.MARKDOWN_FILE, mx.PNG_FILE):
+        assert (out / name).exists() and str(out / name) in output.replace("\n", "")
+    # Resume and summarise-only: nothing new runs, the summary is rewritten from the cells.
+    code, output = invoke("matrix", "--small", "--out", str(out), "--workers", "1")
+    assert code == 0 and "0 run, 0 n/a, 6 reused" in output
+    (out / mx.JSON_FILE).unlink()
+    code, output = invoke("matrix", "--summarise-only", "--out", str(out))
+    assert code == 0, output
+    assert json.loads((out / mx.JSON_FILE).read_text())["counts"]["ok"] == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--defences", "multi_krum,nope", "unknown name 'nope'"),
+        ("--attacks", "sign_flip,nope", "unknown name 'nope'"),
+        ("--attacks", "ipm(bogus=1)", "bogus"),
+        ("--distributions", "iid,dirichlet:-1", "alpha must be > 0"),
+        ("--fractions", "0.3,2", "[0, 1)"),
+        ("--dataset", "nope", "nope"),
+    ],
+)
+def test_cli_bad_names_exit_2_with_a_message(tmp_path: Path, option: str, value: str, message: str) -> None:
+    code, output = invoke("matrix", "--small", "--out", str(tmp_path / "m"), option, value)
+    assert code == 2 and message in output, output
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_summarise_only_without_a_matrix_is_a_clean_error(tmp_path: Path) -> None:
+    code, output = invoke("matrix", "--summarise-only", "--out", str(tmp_path / "none"))
+    assert code == 1 and "spec.json" in output
+
+
+def test_defence_settings_from_the_environment_are_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = mx.MatrixSpec.small()
+    cell = spec.cells()[0]
+    before = mx.defence_settings(None)
+    if before is None:
+        pytest.skip("this build has no defence settings module")
+    monkeypatch.setenv("BEHAVIOR_RECOVERY_BONUS", "0.2")
+    after = mx.defence_settings(None)
+    assert after is not None and after != before
+    assert spec.key(cell, before) != spec.key(cell, after)
