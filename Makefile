@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ test-holochain clean
+.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ test-holochain test-tryorama clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ build: $(VENV)/.deps ## build the Rust extension into .venv (release)
 run: build ## the main job: simulate 20 nodes, 30% sign flip, MNIST, Multi-Krum (embedded store, no services)
 	$(PY) -m zerotrustml run
 
-test: build lint test-rust wasm-check test-python test-holochain ## every test: Rust, wasm, Python, real conductors
+test: build lint test-rust wasm-check test-python test-holochain test-tryorama ## every test: Rust, wasm, Python, real conductors
 
 test-rust: ## cargo tests of the core and of the zomes' pure validation logic
 	cargo test -p zerotrustml-core -p gradients_integrity --release
@@ -52,6 +52,23 @@ happ: holochain ## build the zomes (wasm32) and pack workdir/zerotrustml.happ
 
 test-holochain: happ $(VENV)/.deps ## two real conductors sync a submission through a local bootstrap server
 	$(PY) scripts/sync-proof.py --timeout 120
+
+# npm ci only when node_modules is missing or the lock changed; the stamp
+# lives inside node_modules, so `npm ci` (which deletes that dir) resets it.
+TRYORAMA_STAMP := tryorama/node_modules/.npm-ci.stamp
+$(TRYORAMA_STAMP): tryorama/package-lock.json tryorama/package.json
+	cd tryorama && npm ci --no-audit --no-fund
+	touch $@
+
+# tryorama 0.19 spawns kitsune2-bootstrap-srv, hc and holochain by bare name,
+# so the cached bin dir goes first on PATH (HC_BIN_DIR overrides it, as in
+# build-happ.sh and sync-proof.py).
+test-tryorama: happ $(TRYORAMA_STAMP) ## tryorama (TypeScript): 3 agents on real conductors submit, validate, read
+	@bin=$${HC_BIN_DIR:-$$(bash scripts/install-holochain.sh | tail -n 1)}; \
+	  test -x "$$bin/holochain" -a -x "$$bin/hc" -a -x "$$bin/kitsune2-bootstrap-srv" \
+	    || { echo "holochain binaries not found in '$$bin'" >&2; exit 1; }; \
+	  echo "holochain binaries: $$bin"; \
+	  cd tryorama && PATH="$$bin:$$PATH" npx vitest run
 
 bench: build ## benchmark the kernels against numpy, Flower and the hardware floor
 	$(PY) benchmarks/aggregators.py
