@@ -189,7 +189,9 @@ def test_evidence_fields() -> None:
     np.testing.assert_allclose(ev.krum_scores, exact_krum_scores(x, f), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ev.dist_z, robust_z(ev.dist_median, CONFIG.similarity_mad_floor))
     np.testing.assert_allclose(ev.norm_z, robust_z(ev.norms, CONFIG.similarity_mad_floor))
-    np.testing.assert_allclose(ev.krum_z, robust_z(np.sqrt(ev.krum_scores / ev.krum_k), CONFIG.similarity_mad_floor))
+    # Krum scores are standardised on the n - f lowest scores (the core an honest majority contains).
+    expected = robust_z(np.sqrt(ev.krum_scores / ev.krum_k), CONFIG.similarity_mad_floor, core=ev.n - ev.f)
+    np.testing.assert_allclose(ev.krum_z, expected)
     assert list(ev.cluster_of()) == [-1] * 18 + [0, 0, 0]
     json.dumps(ev.to_json())
     verdict = flag(ev, CONFIG)
@@ -337,3 +339,16 @@ def test_bad_input() -> None:
         similarity_evidence(y, None, 0, CONFIG)
     with pytest.raises(ShapeError, match="distances"):
         similarity_evidence(x, None, 0, CONFIG, distances=(np.zeros((2, 2)), np.zeros((2, 2))))
+
+
+def test_noise_at_half_the_nodes_is_found_by_the_krum_core() -> None:
+    # At f = n/2 the plain median of Krum scores sits between the honest and the noisy ones; the n - f
+    # lowest scores are the honest ones, so the noise stands out against them.
+    rng = np.random.default_rng(5)
+    honest = (rng.normal(0, 1, (10, 400)) * 0.1 + rng.normal(0, 1, 400)).astype(np.float32)
+    noise = rng.normal(0, 3, (10, 400)).astype(np.float32)
+    ev = similarity_evidence(np.concatenate([honest, noise]), None, 10, CONFIG)
+    assert (ev.krum_z[10:] > CONFIG.similarity_z_threshold).all()
+    assert (ev.krum_z[:10] <= CONFIG.similarity_z_threshold).all()
+    core = robust_z(np.array([1.0, 1.1, 0.9, 50.0, 60.0]), 0.2, core=3)
+    assert core[3] > 100 and abs(core[0]) < 1

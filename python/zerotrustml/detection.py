@@ -184,7 +184,11 @@ class SimilarityVerdict:
         }
 
 
-def robust_z(values: npt.ArrayLike, mad_floor: float) -> F64:
+#: Robust z-scores are clipped to this magnitude.
+Z_CLIP = 1e12
+
+
+def robust_z(values: npt.ArrayLike, mad_floor: float, core: int | None = None) -> F64:
     """Robust z-scores: ``(v - median) / max(1.4826 * MAD, mad_floor * |median|)``.
 
     The floor keeps a near-zero MAD (honest values that all agree, as
@@ -194,10 +198,16 @@ def robust_z(values: npt.ArrayLike, mad_floor: float) -> F64:
     positive float, so values equal to the median score 0.
     """
     v = np.asarray(values, dtype=np.float64)
-    med = float(np.median(v))
-    mad = float(np.median(np.abs(v - med)))
+    # With ``core``, location and scale come from the ``core`` smallest values only: the n - f updates an
+    # honest majority must contain. At f close to n/2 the plain median sits on the boundary between honest
+    # and Byzantine values and the MAD spans both; the core stays inside the honest ones.
+    ref = np.sort(v)[:core] if core is not None and 0 < core < v.size else v
+    med = float(np.median(ref))
+    mad = float(np.median(np.abs(ref - med)))
     scale = max(MAD_TO_SIGMA * mad, mad_floor * abs(med), float(np.finfo(np.float64).tiny))
-    z: F64 = (v - med) / scale
+    with np.errstate(over="ignore"):
+        # Past 1e12 deviations the size no longer matters; clipping keeps the scores finite (and JSON-able).
+        z: F64 = np.clip((v - med) / scale, -Z_CLIP, Z_CLIP)
     return z
 
 
@@ -358,7 +368,7 @@ def similarity_evidence(
     off = dist2.copy()
     np.fill_diagonal(off, np.inf)
     krum_scores = np.sum(np.partition(off, k - 1, axis=1)[:, :k], axis=1)
-    krum_z = robust_z(np.sqrt(krum_scores / k), config.similarity_mad_floor)
+    krum_z = robust_z(np.sqrt(krum_scores / k), config.similarity_mad_floor, core=n - f)
 
     nn, limit, clusters = _near_duplicates(x, dist2, err, norms, config)
     return Evidence(

@@ -10,25 +10,33 @@ validation rules) and the signed committee votes:
 2. **Similarity** (:mod:`zerotrustml.detection`): robust statistics of the
    round's updates, with the label-skew cosine band.
 3. **Committee** (:mod:`zerotrustml.committee`): the round's committee is
-   drawn from the round seed, weighted by reputation; members re-score each
-   update on their own held-out data and sign a vote; an update is rejected
-   when a strict majority of its committee does not accept it.
+   drawn from the round seed, weighted by reputation, among nodes in good
+   standing; members re-score each update on their own held-out data and
+   sign a vote. An update is rejected when a strict majority of its
+   committee, by head count and by reputation, does not accept it (or its
+   pooled score is a low outlier) *and* similarity already finds it
+   doubtful (suspicion at least half the flag threshold): the committee
+   tips doubtful cases but never condemns alone, because a round whose
+   committee drew a Byzantine majority would otherwise flag every honest
+   node. DESIGN.md: the committee is not the root of trust.
 4. **Reputation** (:mod:`zerotrustml.reputation`): the round's flags update
    each node's reputation; a node below the exclusion threshold is excluded
    whatever this round's evidence says.
 5. **Aggregation**: the mean of the kept updates, weighted by reputation
-   times the example count (the count capped at twice the round's median, so
-   a node cannot buy weight by claiming a huge dataset).
+   times the example count (the count capped at ``COUNT_CAP`` times the
+   round's median, so a node cannot buy unbounded weight by claiming a huge
+   dataset; label-skewed honest nodes differ by far less).
 
 A node is flagged in a round when any of 1-4 excludes it. The pipeline sees
 node ids, payloads, proofs and votes, never which nodes are Byzantine.
 
 How a member votes (:func:`member_votes`): it scores every update of the
-round on its own held-out data and accepts an update that does not raise
-its loss (quality >= ``COMMITTEE_QUALITY_MIN``) or whose quality is within
+round on its own held-out data by its leave-one-out contribution to the
+round's average step (:func:`contributions`) and accepts an update that
+does not hurt (score >= ``COMMITTEE_QUALITY_MIN``) or whose score is within
 ``SIMILARITY_Z_THRESHOLD`` robust deviations of its median score over the
 round. The relative test matters under label skew: a member holding two
-classes sees most honest updates raise its loss a little, and must judge
+classes sees many honest updates hurt its loss a little, and must judge
 them against each other, not against zero.
 """
 
@@ -51,6 +59,9 @@ from zerotrustml.reputation import ReputationLedger
 from zerotrustml.validation import Submission
 
 F32 = npt.NDArray[np.float32]
+
+#: Example counts above this multiple of the round's median count no more.
+COUNT_CAP = 10.0
 
 #: Votes for a round: called with the committee and the round's submissions, returns every member's signed votes.
 VoteSource = Callable[[Sequence[str], Sequence[Submission]], Sequence[committee.Vote]]
@@ -92,11 +103,12 @@ def member_votes(
     others = [s for s in submissions if s.node_id != member]
     if not others or len(np.asarray(y_holdout)) == 0:
         return []
-    q = np.array(
-        [committee.score_update(model, params, s.values, lr, x_holdout, y_holdout) for s in others], dtype=np.float64
-    )
+    q = contributions(model, params, [s.values for s in submissions], lr, x_holdout, y_holdout)
+    q = q[[i for i, s in enumerate(submissions) if s.node_id != member]]
     med = float(np.median(q))
-    spread = max(1.4826 * float(np.median(np.abs(q - med))), config.similarity_mad_floor * abs(med), 1e-12)
+    # The floor is a share of the typical magnitude of the scores, not of their median, which can sit near zero.
+    typical = float(np.median(np.abs(q)))
+    spread = max(1.4826 * float(np.median(np.abs(q - med))), config.similarity_mad_floor * typical, 1e-12)
     bar = min(config.committee_quality_min, med - config.similarity_z_threshold * spread)
     return [
         committee.cast_vote(
@@ -110,6 +122,54 @@ def member_votes(
         )
         for s, qi in zip(others, q, strict=True)
     ]
+
+
+def _pooled_quality(qualities: Sequence[float], weights: Sequence[float]) -> float:
+    """Reputation-weighted median of the members' scores (a lying minority cannot move it), NaN when none."""
+    q = np.asarray(qualities, dtype=np.float64)
+    if q.size == 0:
+        return float("nan")
+    order = np.argsort(q, kind="stable")
+    w = np.maximum(np.asarray(weights, dtype=np.float64)[order], 1e-12)
+    cum = np.cumsum(w)
+    return float(q[order][int(np.searchsorted(cum, 0.5 * cum[-1]))])
+
+
+def _low_z(values: npt.NDArray[np.float64], mad_floor: float) -> npt.NDArray[np.float64]:
+    """How far below the median each value lies, in robust deviations (0 for values above it)."""
+    med = float(np.median(values))
+    spread = max(1.4826 * float(np.median(np.abs(values - med))), mad_floor * float(np.median(np.abs(values))), 1e-12)
+    out: npt.NDArray[np.float64] = np.maximum(med - values, 0.0) / spread
+    return out
+
+
+def contributions(
+    model: Model,
+    params: npt.ArrayLike,
+    updates: Sequence[npt.ArrayLike],
+    lr: float,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
+    """Each update's leave-one-out contribution to the round, on one member's held-out data.
+
+    ``q_i = (L(theta - lr * mean_without_i) - L(theta - lr * mean)) / L(theta)``: positive when the round's
+    step is better with update ``i`` than without it. An update is judged by what it does inside the
+    average, at the scale it will have there, not alone at full step: under label skew an honest update
+    applied alone overshoots towards its own classes and raises every other member's loss.
+    """
+    rows = np.stack([np.asarray(u, dtype=np.float64) for u in updates])
+    theta = np.asarray(params, dtype=np.float64)
+    n = rows.shape[0]
+    base = max(float(model.loss(theta, x, y)), 1e-12)
+    total = rows.sum(axis=0)
+    with_all = float(model.loss(theta - lr * total / n, x, y))
+    if n == 1:
+        return np.zeros(1)
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = (float(model.loss(theta - lr * (total - rows[i]) / (n - 1), x, y)) - with_all) / base
+    return out
 
 
 @dataclass
@@ -189,13 +249,21 @@ def run_round(
                 flagged[i] = True
                 reasons[nid].extend(sim.reasons[i])
         evidence["suspicion"] = {nid: float(v) for nid, v in zip(ids, sim.suspicion, strict=True)}
+        suspicion = sim.suspicion
+    else:
+        suspicion = np.zeros(n)
+    # The committee tips updates that similarity already finds doubtful; it never condemns one alone,
+    # since a round whose committee has a Byzantine majority would otherwise flag every honest node.
+    doubtful = suspicion >= 0.5 * config.suspicion_threshold
 
-    # 3. Committee.
+    # 3. Committee, drawn from the nodes in good standing.
+    standing = [nid for nid in ids if not ledger.excluded(nid)] or ids
     members = committee.select_committee(
-        ids, round, round_seed(seed, round, previous), config.committee_size, reputations=ledger.scores
+        standing, round, round_seed(seed, round, previous), config.committee_size, reputations=ledger.scores
     )
     cast = list(votes(members, submissions))
     decisions: dict[str, Any] = {}
+    pooled = np.full(n, np.nan)
     for i, sub in enumerate(submissions):
         own = [m for m in members if m != sub.node_id]
         if not own:
@@ -214,9 +282,29 @@ def run_round(
             "n_accept": decision.n_accept,
             "n_valid": decision.n_valid,
         }
-        if not decision.accepted:
+        # A strict majority by head count, and by reputation: members caught lying lose their say.
+        accepting = {v.voter for v in decision.votes if v.accept}
+        weight = {m: ledger.score(m) for m in own}
+        against = sum(w for m, w in weight.items() if m not in accepting)
+        decisions[sub.node_id]["reject_weight"] = against / max(sum(weight.values()), 1e-12)
+        if not decision.accepted and 2.0 * against > sum(weight.values()) and doubtful[i]:
             flagged[i] = True
             reasons[sub.node_id].append(f"committee {decision.n_accept}/{len(own)} accept")
+        pooled[i] = _pooled_quality(
+            [v.quality for v in decision.votes], [ledger.score(v.voter) for v in decision.votes]
+        )
+        decisions[sub.node_id]["pooled_quality"] = None if np.isnan(pooled[i]) else float(pooled[i])
+
+    # The committee's pooled view: the reputation-weighted median member's score, judged against the
+    # round's other updates.
+    have = ~np.isnan(pooled)
+    if have.sum() >= 3:
+        z = np.zeros(n)
+        z[have] = _low_z(pooled[have], config.similarity_mad_floor)
+        for j in np.flatnonzero(have).tolist():
+            if z[j] > config.similarity_z_threshold and pooled[j] < config.committee_quality_min and doubtful[j]:
+                flagged[j] = True
+                reasons[ids[j]].append(f"committee pooled quality {pooled[j]:.4f} is a low outlier (z {z[j]:.1f})")
 
     # 4. Reputation: this round's flags, then exclusion by standing.
     ledger.update(round, {nid: bool(fl) for nid, fl in zip(ids, flagged, strict=True)})
@@ -229,7 +317,7 @@ def run_round(
     kept = [i for i in range(n) if not flagged[i]]
     if kept:
         counts = np.array([submissions[i].example_count for i in kept], dtype=np.float64)
-        counts = np.minimum(counts, 2.0 * float(np.median(counts)))
+        counts = np.minimum(counts, COUNT_CAP * float(np.median(counts)))
         rep = np.array([ledger.score(ids[i]) for i in kept], dtype=np.float64)
         weights = counts * rep
         rows = np.stack([np.asarray(submissions[i].values, dtype=np.float32) for i in kept])
