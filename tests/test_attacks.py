@@ -425,3 +425,20 @@ def test_poison_data_errors(rng: np.random.Generator) -> None:
         poison_data("label_flip", x, y + 3, n_classes=3, image_shape=None, rng=rng)
     with pytest.raises(ShapeError, match="image_shape"):
         poison_data("backdoor", x, y, n_classes=3, image_shape=(3, 3), rng=rng)
+
+
+def test_adaptive_spreads_its_rows_when_copies_are_caught(updates: tuple[np.ndarray, np.ndarray]) -> None:
+    honest = updates[0]
+
+    def no_copies(x: np.ndarray) -> np.ndarray:
+        """Rejects every row that has an exact duplicate (a near-duplicate check at its simplest)."""
+        _, inverse, counts = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+        keep: np.ndarray = counts[inverse.ravel()] == 1
+        return keep
+
+    sent = craft("adaptive", ctx(updates, defence=no_copies))
+    assert len({row.tobytes() for row in sent}) == sent.shape[0]  # no two rows alike
+    assert no_copies(np.vstack([honest, sent]))[honest.shape[0] :].all()
+    # With the spread switched off, only copies are left, and the fallback is ALIE's single point.
+    flat = craft("adaptive", ctx(updates, defence=no_copies, params={"jitter": 0.0}))
+    assert len({row.tobytes() for row in flat}) == 1

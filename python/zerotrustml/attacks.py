@@ -139,7 +139,7 @@ _DEFAULTS: dict[str, dict[str, float | str | None]] = {
     # target_index None -> the paper's heuristic (see craft).
     "mimic": {"target_index": None},
     # gamma in units of ||sigma||; tau None -> median distance to the coordinate median (clipping proxy only).
-    "adaptive": {"gamma_max": 1024.0, "gamma_min": 2.0**-10, "rtol": 1e-3, "tau": None},
+    "adaptive": {"gamma_max": 1024.0, "gamma_min": 2.0**-10, "rtol": 1e-3, "tau": None, "jitter": 1.0},
 }
 DEFAULT_PARAMS: Mapping[str, Mapping[str, float | str | None]] = MappingProxyType(
     {k: MappingProxyType(v) for k, v in _DEFAULTS.items()}
@@ -281,6 +281,7 @@ _CHECKS: dict[str, Callable[[str, object], object]] = {
     "gamma_min": _positive,
     "rtol": _open_unit,
     "tau": _positive,
+    "jitter": _nonnegative,
 }
 
 
@@ -516,54 +517,73 @@ def _adaptive(
     z: float,
     vals: Mapping[str, Any],
 ) -> F64:
-    """Strongest update the defence still accepts (see :func:`craft`)."""
+    """Strongest update the defence still accepts (see :func:`craft`); returns the ``(n_byz, d)`` rows.
+
+    The search runs twice: with every Byzantine row on one point (copies support each other against
+    distance-based rules) and with each row carrying one honest row's deviation from the mean, scaled
+    by ``jitter`` (rows that spread like honest ones pass a near-duplicate check). The more damaging
+    accepted candidate wins; damage is the distance of the rows' mean from the honest mean.
+    """
     n_honest = honest_rows.shape[0]
     n = n_honest + n_byz
     mu, sd = _mean_std(ref)
     base = honest_rows.astype(np.float32)
+    deviations = honest_rows[np.arange(n_byz) % max(n_honest, 1)] - mu if n_honest else np.zeros((n_byz, mu.size))
+    jitter = float(vals["jitter"])
+    best_rows = np.tile(mu - z * sd, (n_byz, 1))
+    best_damage = -1.0
+    for spread in [np.zeros_like(deviations)] + ([jitter * deviations] if jitter > 0 else []):
 
-    def accepted(m: F64) -> bool:
-        if not float(np.abs(m).max(initial=0.0)) <= _F32_MAX:
-            return False  # not even sendable
-        x = np.empty((n, mu.shape[0]), dtype=np.float32)
-        x[:n_honest] = base
-        x[n_honest:] = m.astype(np.float32)
-        mask = np.asarray(oracle(x))
-        if mask.shape != (n,):
-            raise ShapeError(f"defence: the oracle must return a mask of shape ({n},), got {mask.shape}")
-        mask = mask.astype(bool)
-        kept_byz = int(mask[n_honest:].sum())
-        return kept_byz >= max(1, min(n_byz, int(mask.sum())))
+        def rows_for(m: F64, spread: F64 = spread) -> F64:
+            out: F64 = m[None, :] + spread
+            return out
 
-    alie = mu - z * sd
-    best, best_damage = (alie, float(np.linalg.norm(alie - mu))) if accepted(alie) else (alie, -1.0)
-    # Step sizes are in units of the honest spread so one gamma range fits every model size.
-    scale = float(np.linalg.norm(sd)) or float(np.linalg.norm(mu)) or 1.0
-    gamma_max, gamma_min, rtol = float(vals["gamma_max"]), float(vals["gamma_min"]), float(vals["rtol"])
-    for kind in _PERTURBATIONS:
-        p = _direction(kind, mu, sd)
-        norm = float(np.linalg.norm(p))
-        if norm == 0:
-            continue
-        p = p * (scale / norm)
-        gamma = gamma_max
-        while gamma >= gamma_min and not accepted(mu + gamma * p):
-            gamma /= 2
-        if gamma < gamma_min:
-            continue
-        lo, hi = gamma, 2 * gamma
-        if gamma < gamma_max:
-            while hi - lo > rtol * lo:
-                mid = (lo + hi) / 2
-                if accepted(mu + mid * p):
-                    lo = mid
-                else:
-                    hi = mid
-        candidate = mu + lo * p
-        damage = float(np.linalg.norm(candidate - mu))
-        if damage > best_damage:
-            best, best_damage = candidate, damage
-    return best
+        def accepted(m: F64, rows_for: Callable[[F64], F64] = rows_for) -> bool:
+            rows = rows_for(m)
+            if not float(np.abs(rows).max(initial=0.0)) <= _F32_MAX:
+                return False  # not even sendable
+            x = np.empty((n, mu.shape[0]), dtype=np.float32)
+            x[:n_honest] = base
+            x[n_honest:] = rows.astype(np.float32)
+            mask = np.asarray(oracle(x))
+            if mask.shape != (n,):
+                raise ShapeError(f"defence: the oracle must return a mask of shape ({n},), got {mask.shape}")
+            mask = mask.astype(bool)
+            kept_byz = int(mask[n_honest:].sum())
+            return kept_byz >= max(1, min(n_byz, int(mask.sum())))
+
+        def damage(m: F64, rows_for: Callable[[F64], F64] = rows_for) -> float:
+            return float(np.linalg.norm(rows_for(m).mean(axis=0) - mu))
+
+        alie = mu - z * sd
+        if accepted(alie) and damage(alie) > best_damage:
+            best_rows, best_damage = rows_for(alie), damage(alie)
+        # Step sizes are in units of the honest spread so one gamma range fits every model size.
+        scale = float(np.linalg.norm(sd)) or float(np.linalg.norm(mu)) or 1.0
+        gamma_max, gamma_min, rtol = float(vals["gamma_max"]), float(vals["gamma_min"]), float(vals["rtol"])
+        for kind in _PERTURBATIONS:
+            p = _direction(kind, mu, sd)
+            norm = float(np.linalg.norm(p))
+            if norm == 0:
+                continue
+            p = p * (scale / norm)
+            gamma = gamma_max
+            while gamma >= gamma_min and not accepted(mu + gamma * p):
+                gamma /= 2
+            if gamma < gamma_min:
+                continue
+            lo, hi = gamma, 2 * gamma
+            if gamma < gamma_max:
+                while hi - lo > rtol * lo:
+                    mid = (lo + hi) / 2
+                    if accepted(mu + mid * p):
+                        lo = mid
+                    else:
+                        hi = mid
+            candidate = mu + lo * p
+            if damage(candidate) > best_damage:
+                best_rows, best_damage = rows_for(candidate), damage(candidate)
+    return best_rows
 
 
 # --------------------------------------------------------------------------- public API
@@ -745,8 +765,12 @@ def craft(attack: str, ctx: AttackContext) -> F32:
                 else:
                     mu, sd = _mean_std(ref)
                     honest_rows = mu + sd * ctx.rng.standard_normal((n_nodes - n_byz, d))
-                rows.append(_adaptive(ref, honest_rows, n_byz, oracle, z, vals))
-        out = np.tile(rows[0], (n_byz, 1)) if colluding else np.stack(rows)
+                block = _adaptive(ref, honest_rows, n_byz, oracle, z, vals)
+                rows.extend(block if colluding else block[:1])
+        if name == "adaptive" and colluding:
+            out = np.stack(rows)
+        else:
+            out = np.tile(rows[0], (n_byz, 1)) if colluding else np.stack(rows)
 
     if out.size and not float(np.abs(out).max()) <= _F32_MAX:
         raise ParameterError(f"{name}: the crafted update overflows float32; lower the attack's boost/scale/sigma")

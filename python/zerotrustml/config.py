@@ -156,6 +156,9 @@ class DefenceConfig:
     reputation_exclusion_threshold: float = _param(0.3, 0.0, 1.0, doc="reputation below which a node is excluded")
     behavior_recovery_threshold: int = _param(2, 1, _INF, doc="good rounds after a penalty that earn the bonus")
     behavior_recovery_bonus: float = _param(0.12, 0.0, 1.0, doc="one-off recovery bonus")
+    aggregation_clip: float = _param(
+        2.0, 0.0, _INF, doc="kept updates are clipped to this multiple of their median norm (0: off)"
+    )
 
     def __post_init__(self) -> None:
         # Checked here as well as in load(), so a config built in code is held

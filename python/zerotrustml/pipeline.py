@@ -22,7 +22,8 @@ validation rules) and the signed committee votes:
 4. **Reputation** (:mod:`zerotrustml.reputation`): the round's flags update
    each node's reputation; a node below the exclusion threshold is excluded
    whatever this round's evidence says.
-5. **Aggregation**: the mean of the kept updates, weighted by reputation
+5. **Aggregation**: the kept updates, each clipped to ``AGGREGATION_CLIP``
+   times the median norm of the kept ones, averaged with weights reputation
    times the example count (the count capped at ``COUNT_CAP`` times the
    round's median, so a node cannot buy unbounded weight by claiming a huge
    dataset; label-skewed honest nodes differ by far less).
@@ -321,6 +322,14 @@ def run_round(
         rep = np.array([ledger.score(ids[i]) for i in kept], dtype=np.float64)
         weights = counts * rep
         rows = np.stack([np.asarray(submissions[i].values, dtype=np.float32) for i in kept])
+        if config.aggregation_clip > 0:
+            # Whatever slipped through moves the average by at most its clipped length: a bound on the
+            # damage of an update built to pass every test, at little cost to honest ones of typical size.
+            norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+            bound = config.aggregation_clip * float(np.median(norms))
+            factors = np.where(norms > bound, bound / np.maximum(norms, 1e-300), 1.0)
+            rows = (rows * factors[:, None]).astype(np.float32)
+            evidence["clipped"] = [ids[i] for i, fct in zip(kept, factors, strict=True) if fct < 1.0]
         vector = aggregators.mean(rows, weights=weights if weights.sum() > 0 else None).vector.astype(np.float32)
     else:
         dims = int(np.asarray(submissions[0].values).shape[0]) if submissions else 0

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import attacks, committee, data, defence, models, partition, pipeline, proofs
+from zerotrustml import attacks, committee, data, defence, detection, models, partition, pipeline, proofs
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
 from zerotrustml.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, SubmissionRejected
@@ -380,6 +380,7 @@ class Simulation:
                 f=c.f,
                 colluding=c.colluding,
                 params=params,
+                defence=self._oracle(s, st) if c.aggregator == "pipeline" else None,
             )
             for nid, row in zip(byz_ids, attacks.craft(c.attack, ctx), strict=True):
                 updates[nid] = np.asarray(row, dtype=np.float32)
@@ -498,6 +499,18 @@ class Simulation:
             await backend.put_reputations(r, ledger_state["scores"])
         metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
         return new, metrics
+
+    def _oracle(self, s: _Setup, st: _State) -> Callable[[F32], npt.NDArray[np.bool_]]:
+        """What an adaptive attacker aimed at the pipeline simulates: its similarity stage, which needs only
+        the round's updates (omniscient attackers see them). Committee and reputation depend on other nodes'
+        data and history, which the attacker cannot replay."""
+        f = self.config.f
+
+        def accepts(x: F32) -> npt.NDArray[np.bool_]:
+            ev = detection.similarity_evidence(x, st.previous, min(f, x.shape[0] - 1), s.defence_config)
+            return np.asarray(~detection.flag(ev, s.defence_config).flagged, dtype=bool)
+
+        return accepts
 
     def _proofs(self, s: _Setup, r: int, theta: F32, updates: Mapping[str, F32]) -> dict[str, proofs.EdgeProof]:
         """Every node's signed edge proof. Honest nodes measure; Byzantine nodes sign a plausible lie."""
