@@ -40,6 +40,7 @@ test-python: build ## pytest (differential vs Flower, properties, errors)
 lint: $(VENV)/.deps ## clippy -D warnings, rustfmt, ruff, mypy, stub check
 	cargo fmt --check
 	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
+	cargo clippy -p gradients_integrity -p gradients --release --all-targets -- -D warnings
 	ruff check python tests benchmarks scripts
 	mypy
 	$(PY) -m mypy.stubtest zerotrustml._core --ignore-missing-stub
@@ -63,7 +64,7 @@ $(TRYORAMA_STAMP): tryorama/package-lock.json tryorama/package.json
 # tryorama 0.19 spawns kitsune2-bootstrap-srv, hc and holochain by bare name,
 # so the cached bin dir goes first on PATH (HC_BIN_DIR overrides it, as in
 # build-happ.sh and sync-proof.py).
-test-tryorama: happ $(TRYORAMA_STAMP) ## tryorama (TypeScript): 3 agents on real conductors submit, validate, read
+test-tryorama: happ $(TRYORAMA_STAMP) ## tryorama (TypeScript): 3-5 agents on real conductors: submissions, aggregates, votes, reputation
 	@bin=$${HC_BIN_DIR:-$$(bash scripts/install-holochain.sh | tail -n 1)}; \
 	  test -x "$$bin/holochain" -a -x "$$bin/hc" -a -x "$$bin/kitsune2-bootstrap-srv" \
 	    || { echo "holochain binaries not found in '$$bin'" >&2; exit 1; }; \

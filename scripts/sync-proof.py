@@ -6,10 +6,12 @@ Holochain 0.6.3 conductors whose bootstrap/signal/relay URLs all point at it,
 installs workdir/zerotrustml.happ on both (same random network seed, so the
 run is isolated from any other), then:
 
-1. agent A calls ``submit_gradient``; agent B polls ``get_round_submissions``
-   until it returns A's record (bounded by ``--timeout``);
-2. agent A submits a malformed gradient (``len(values) != dims``) and the call
-   must fail with the integrity zome's validation message.
+1. agent A calls ``submit_gradient`` with a payload of the DNA's ``dims``
+   (stored as chunks); agent B polls ``get_round_submissions`` until it
+   returns A's submission, reassembled from its chunks (bounded by
+   ``--timeout``);
+2. agent A submits a payload of the wrong length and one holding a NaN, and
+   both calls must fail with the integrity zome's validation messages.
 
 Prints the timings and exits 0 only when both hold. All processes are started
 in their own process groups and killed on exit (also on Ctrl-C / SIGTERM).
@@ -34,6 +36,7 @@ import re
 import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -264,26 +267,21 @@ class Agent:
 
 
 # --------------------------------------------------------------------------
-# records
+# submissions as get_round_submissions returns them:
+# {action_hash, author, submission: GradientSubmission, values}
 
 
-def record_entry(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The app entry of a Record, decoded, or None."""
-    entry = record.get("entry")
-    if isinstance(entry, dict) and "Present" in entry:
-        present = entry["Present"]
-        if present.get("entry_type") == "App":
-            decoded: dict[str, Any] = unpackb(present["entry"])
-            return decoded
-    return None
+def output_author(output: dict[str, Any]) -> bytes:
+    return bytes(output["author"])
 
 
-def record_author(record: dict[str, Any]) -> bytes:
-    return bytes(record["signed_action"]["hashed"]["content"]["author"])
+def output_hash(output: dict[str, Any]) -> bytes:
+    return bytes(output["action_hash"])
 
 
-def record_hash(record: dict[str, Any]) -> bytes:
-    return bytes(record["signed_action"]["hashed"]["hash"])
+def f32(values: list[float]) -> list[float]:
+    """Values as the zome stores them (float32)."""
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
 
 
 # --------------------------------------------------------------------------
@@ -448,12 +446,13 @@ async def prove(bins: Path, happ: Path, args: argparse.Namespace, run: Path, pro
         for agent in agents:
             await install(agent, happ, seed, timings)
 
+        props = await a.call("get_model_properties", None)
+        dims, chunk_values = int(props["dims"]), int(props["chunk_values"])
+        values = [round(0.125 * (i - dims / 2), 3) for i in range(dims)]
         submission = {
             "round": 7,
-            "model_id": "mnist-mlp-v1",
-            "dims": 4,
-            "values": [0.25, -0.5, 1.0, 0.125],
-            "norm": 1.1524,
+            "model_id": props["model_id"],
+            "values": values,
             "example_count": 32,
         }
         t0 = time.monotonic()
@@ -467,10 +466,10 @@ async def prove(bins: Path, happ: Path, args: argparse.Namespace, run: Path, pro
         polls = 0
         while time.monotonic() < deadline:
             polls += 1
-            records = await b.call("get_round_submissions", 7)
-            for r in records:
-                if record_hash(r) == action_hash:
-                    seen = r
+            outputs = await b.call("get_round_submissions", 7)
+            for out in outputs:
+                if output_hash(out) == action_hash:
+                    seen = out
             if seen is not None:
                 break
             await asyncio.sleep(args.poll)
@@ -478,40 +477,49 @@ async def prove(bins: Path, happ: Path, args: argparse.Namespace, run: Path, pro
             log(f"FAIL: B did not see A's submission within {args.timeout:.0f} s ({polls} polls)")
             return 1
         timings["sync_s"] = time.monotonic() - t_sync
-        entry = record_entry(seen)
-        if record_author(seen) != a.agent_key or entry is None or entry.get("dims") != 4:
-            same_author = record_author(seen) == a.agent_key
-            log(f"FAIL: B's record does not match A's submission: same author={same_author}, entry={entry!r}")
+        entry = seen["submission"]
+        n_chunks = len(entry["chunk_hashes"])
+        if (
+            output_author(seen) != a.agent_key
+            or entry.get("dims") != dims
+            or seen["values"] != f32(values)
+            or n_chunks != -(-dims // chunk_values)
+        ):
+            same_author = output_author(seen) == a.agent_key
+            log(f"FAIL: B's copy does not match A's submission: same author={same_author}, read={seen!r}")
             return 1
         log(
             f"B sees A's entry after {timings['sync_s']:.2f} s ({polls} polls): "
-            f"round={entry['round']} model={entry['model_id']} values={entry['values']}"
+            f"round={entry['round']} model={entry['model_id']} dims={dims} in {n_chunks} chunks, values intact"
         )
 
         transport = await network_summary(a)
         log(f"A's transport: {transport}")
 
-        bad = dict(submission, dims=3)  # 4 values, dims 3
+        short = dict(submission, round=8, values=values[:4])  # 4 values, the model has `dims`
+        want = f"GradientSubmission.dims: the model has {dims} parameters, got 4"
         try:
-            await a.call("submit_gradient", bad)
+            await a.call("submit_gradient", short)
         except ConductorError as exc:
             text = str(exc)
-            if "values has 4 elements but dims is 3" not in text:
+            if want not in text:
                 log(f"FAIL: invalid submission rejected, but not by our rule: {text}")
                 return 1
             log(f"invalid submission rejected as expected; conductor said: {text[:600]}")
         else:
-            log("FAIL: invalid submission (len(values) != dims) was accepted")
+            log("FAIL: invalid submission (wrong number of values) was accepted")
             return 1
 
-        nan = dict(submission, values=[0.25, float("nan"), 1.0, 0.125])
+        # A finite norm claim, so the payload rule (not the claim rule) fires.
+        nan = dict(submission, round=8, values=[values[0], float("nan"), *values[2:]], norm=1.0)
+        want = "GradientSubmission.values: non-finite value NaN at index 1"
         try:
             await a.call("submit_gradient", nan)
         except ConductorError as exc:
-            if "values[1] is not finite" not in str(exc):
+            if want not in str(exc):
                 log(f"FAIL: NaN submission rejected, but not by our rule: {exc}")
                 return 1
-            log("NaN submission rejected as expected: GradientSubmission.values[1] is not finite")
+            log(f"NaN submission rejected as expected: {want}")
         else:
             log("FAIL: submission with a NaN value was accepted")
             return 1

@@ -8,10 +8,17 @@
 // Adding a test for a new entry type: add its TypeScript shape, a
 // `sample<Entry>(overrides)` and a `call<Fn>(cell, ...)` wrapper here, and a
 // `src/<entry_type>.test.ts` using `runWithAgents`.
+//
+// Wire encoding: @holochain/client msgpacks payloads with @msgpack/msgpack's
+// defaults, so integers go as msgpack ints, every other number (NaN
+// included) as float64, and Uint8Array as binary. The zome narrows float64
+// into its `f32` fields (NaN stays NaN). Values read back are msgpack of the
+// Rust structs: `Vec<f32>` as float32, hashes as 39-byte binaries, 32-byte
+// digests as binaries.
 
-import { decode } from "@msgpack/msgpack";
-import type { ActionHash, AgentPubKey, Record as HcRecord } from "@holochain/client";
+import type { ActionHash, AgentPubKey, EntryHash, Signal } from "@holochain/client";
 import { dhtSync, runScenario, type CallableCell, type PlayerApp, type Scenario } from "@holochain/tryorama";
+import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 
@@ -46,7 +53,9 @@ export async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> 
  * Runs `body` with `n` agents, each on its own conductor, all with the hApp
  * installed under one fresh network seed, and shuts everything down after
  * (also when the body throws). Agents' peer infos are exchanged up front so
- * no test waits for bootstrap discovery.
+ * no test waits for bootstrap discovery, and every cell makes one call
+ * first, so its `init` (capability grant for remote signals, link from the
+ * `participants` anchor) is on the chain before the test counts anything.
  */
 export async function runWithAgents(
   n: number,
@@ -60,6 +69,7 @@ export async function runWithAgents(
         ),
       );
       await scenario.shareAllAgents();
+      await Promise.all(players.map((p) => getModelProperties(cellOf(p))));
       await body(players, scenario);
     },
     true,
@@ -83,9 +93,9 @@ export async function syncAll(players: PlayerApp[]): Promise<void> {
 
 /**
  * The app-level actions on a player's own source chain: creates of app
- * entries and link creates. Genesis, `InitZomesComplete` and the capability
- * grant that tryorama writes before a cell's first zome call are left out,
- * so the count changes only when the hApp itself commits something.
+ * entries and link creates. Genesis, `InitZomesComplete` and capability
+ * grants are left out, so the count changes only when the hApp itself
+ * commits something.
  */
 export async function appActionsOnChain(player: PlayerApp): Promise<number> {
   const dump = await player.conductor.adminWs().dumpFullState({ cell_id: cellOf(player).cell_id });
@@ -93,75 +103,6 @@ export async function appActionsOnChain(player: PlayerApp): Promise<number> {
     if (action.type === "CreateLink") return true;
     return action.type === "Create" && typeof action.entry_type === "object" && "App" in action.entry_type;
   }).length;
-}
-
-// ---------------------------------------------------------------------------
-// GradientSubmission (zomes/integrity/gradients/src/gradient_submission.rs)
-
-/**
- * The entry as the zome sees it. Wire encoding: @holochain/client msgpacks
- * the payload with @msgpack/msgpack's defaults, so integers go as msgpack
- * ints and every non-integer number (NaN included) as float64; rmp-serde
- * narrows float64 to the entry's `f32` fields (NaN stays NaN). Entries
- * read back are msgpack of the Rust struct, so `values` and `norm` come
- * back as float32.
- */
-export interface GradientSubmission {
-  round: number;
-  model_id: string;
-  dims: number;
-  values: number[];
-  norm: number;
-  example_count: number;
-}
-
-/**
- * A well-formed submission; `overrides` replace fields. `dims` and `norm`
- * follow `values` unless overridden themselves.
- */
-export function sampleGradientSubmission(overrides: Partial<GradientSubmission> = {}): GradientSubmission {
-  const values = overrides.values ?? [0.5, -1.25, 2.0, 0.125];
-  return {
-    round: 1,
-    model_id: "mnist-cnn-v1",
-    dims: values.length,
-    values,
-    norm: Math.fround(Math.hypot(...values.filter(Number.isFinite))),
-    example_count: 32,
-    ...overrides,
-  };
-}
-
-/** `submit_gradient`: commits the entry and its round link. */
-export async function submitGradient(cell: CallableCell, submission: GradientSubmission): Promise<ActionHash> {
-  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "submit_gradient", payload: submission });
-}
-
-/** `get_round_submissions`: every submission of `round` this agent can reach. */
-export async function getRoundSubmissions(cell: CallableCell, round: number): Promise<HcRecord[]> {
-  return cell.callZome<HcRecord[]>({ zome_name: ZOME, fn_name: "get_round_submissions", payload: round });
-}
-
-/** The submission stored in a record (its app entry, msgpack-decoded). */
-export function decodeSubmission(record: HcRecord): GradientSubmission {
-  if (!("Present" in record.entry)) throw new Error(`record has no entry: ${JSON.stringify(Object.keys(record.entry))}`);
-  const entry = record.entry.Present;
-  if (entry.entry_type !== "App") throw new Error(`expected an app entry, got ${entry.entry_type}`);
-  return decode(entry.entry) as GradientSubmission;
-}
-
-/** The author of a record. */
-export function authorOf(record: HcRecord): AgentPubKey {
-  return record.signed_action.hashed.content.author;
-}
-
-/** Asserts that a stored submission equals what was sent, floats compared as f32. */
-export function expectSameSubmission(actual: GradientSubmission, sent: GradientSubmission): void {
-  expect(actual).toEqual({
-    ...sent,
-    values: sent.values.map(Math.fround),
-    norm: Math.fround(sent.norm),
-  });
 }
 
 /** Asserts that a zome call was refused by the integrity zome's validation. */
@@ -175,4 +116,303 @@ export async function expectValidationRejection(call: Promise<unknown>, reason: 
   const message = error instanceof Error ? error.message : JSON.stringify(error);
   expect(message).toMatch(/Validation failed/i);
   expect(message).toMatch(reason);
+}
+
+/** Polls `read` until `done` holds for its result, or fails after `timeoutMs`. */
+export async function waitFor<T>(
+  label: string,
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  timeoutMs = 60_000,
+): Promise<T> {
+  return timed(label, async () => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await read();
+      if (done(value)) return value;
+      if (Date.now() > deadline) throw new Error(`${label}: not reached within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// bytes and floats
+
+/** Lower-case hex of a hash or digest. */
+export const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex");
+
+/** Sorts hashes by their raw bytes (the contributor order of an aggregate). */
+export const byRawBytes = (a: Uint8Array, b: Uint8Array): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/** Values as float32, as the zome stores them. */
+export const f32 = (values: number[]): number[] => Array.from(new Float32Array(values));
+
+/** SHA-256 of the values' little-endian float32 bytes: the core's payload hash. */
+export function payloadHash(values: number[]): Uint8Array {
+  const bytes = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => bytes.writeFloatLE(v, i * 4));
+  return new Uint8Array(createHash("sha256").update(bytes).digest());
+}
+
+// ---------------------------------------------------------------------------
+// ModelProperties (zomes/integrity/gradients/src/properties.rs)
+
+export interface ModelProperties {
+  model_id: string;
+  dims: number;
+  max_norm: number;
+  max_payload_bytes: number;
+  max_round: number | null;
+  chunk_values: number;
+  committee_rate: number;
+  committee_seed: string;
+  recompute_limit: number;
+}
+
+/** `get_model_properties`: the DNA properties the cell validates against. */
+export async function getModelProperties(cell: CallableCell): Promise<ModelProperties> {
+  return cell.callZome<ModelProperties>({ zome_name: ZOME, fn_name: "get_model_properties", payload: null });
+}
+
+// ---------------------------------------------------------------------------
+// GradientSubmission + GradientChunk (gradient_submission.rs, gradient_chunk.rs)
+
+/** The model of dnas/zerotrustml/dna.yaml. */
+export const MODEL_ID = "mnist-mlp-v1";
+export const DIMS = 24;
+export const CHUNK_VALUES = 10;
+
+export interface EdgeProof {
+  loss_before: number;
+  loss_after: number;
+  holdout_size: number;
+  lr: number;
+  nonce: Uint8Array;
+}
+
+/** The entry as stored. */
+export interface GradientSubmission {
+  round: number;
+  model_id: string;
+  dims: number;
+  dtype: string;
+  payload_hash: Uint8Array;
+  norm: number;
+  example_count: number;
+  chunk_hashes: EntryHash[];
+  proof: EdgeProof | null;
+}
+
+/** What `submit_gradient` takes; `norm` and `payload_hash` are optional claims. */
+export interface SubmitGradientInput {
+  round: number;
+  model_id: string;
+  values: number[];
+  example_count: number;
+  proof?: EdgeProof | null;
+  norm?: number;
+  payload_hash?: Uint8Array;
+}
+
+/** A submission as the read calls return it. */
+export interface SubmissionOutput {
+  action_hash: ActionHash;
+  author: AgentPubKey;
+  submission: GradientSubmission;
+  values: number[];
+}
+
+/** A deterministic payload of `DIMS` values: `scale * ((i + shift) % 7 - 3) / 4`. */
+export function sampleValues(scale = 1, shift = 0): number[] {
+  return Array.from({ length: DIMS }, (_, i) => (scale * (((i + shift) % 7) - 3)) / 4);
+}
+
+export function sampleProof(overrides: Partial<EdgeProof> = {}): EdgeProof {
+  return { loss_before: 0.9, loss_after: 0.7, holdout_size: 50, lr: 0.1, nonce: new Uint8Array(16).fill(7), ...overrides };
+}
+
+/** A well-formed input; `overrides` replace fields. */
+export function sampleSubmission(overrides: Partial<SubmitGradientInput> = {}): SubmitGradientInput {
+  return { round: 1, model_id: MODEL_ID, values: sampleValues(), example_count: 32, proof: sampleProof(), ...overrides };
+}
+
+/** `submit_gradient`: commits the chunks, the entry and its two links. */
+export async function submitGradient(cell: CallableCell, input: SubmitGradientInput): Promise<ActionHash> {
+  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "submit_gradient", payload: input });
+}
+
+/** `get_round_submissions`: every submission of `round` this agent can reach, reassembled. */
+export async function getRoundSubmissions(cell: CallableCell, round: number): Promise<SubmissionOutput[]> {
+  return cell.callZome<SubmissionOutput[]>({ zome_name: ZOME, fn_name: "get_round_submissions", payload: round });
+}
+
+/** `get_agent_submissions`: every submission of `agent` this agent can reach. */
+export async function getAgentSubmissions(cell: CallableCell, agent: AgentPubKey): Promise<SubmissionOutput[]> {
+  return cell.callZome<SubmissionOutput[]>({ zome_name: ZOME, fn_name: "get_agent_submissions", payload: agent });
+}
+
+/** App actions one valid submission adds: its chunks, the entry, two links. */
+export const ACTIONS_PER_SUBMISSION = Math.ceil(DIMS / CHUNK_VALUES) + 3;
+
+/** Asserts that a read-back submission is what was sent, floats compared as f32. */
+export function expectSameSubmission(actual: SubmissionOutput, sent: SubmitGradientInput, author: AgentPubKey): void {
+  expect(hex(actual.author)).toBe(hex(author));
+  expect(actual.values).toEqual(f32(sent.values));
+  const s = actual.submission;
+  expect(s.round).toBe(sent.round);
+  expect(s.model_id).toBe(sent.model_id);
+  expect(s.dims).toBe(sent.values.length);
+  expect(s.dtype).toBe("f32");
+  expect(s.example_count).toBe(sent.example_count);
+  expect(hex(s.payload_hash)).toBe(hex(payloadHash(sent.values)));
+  expect(s.norm).toBeCloseTo(Math.hypot(...f32(sent.values)), 5);
+  expect(s.chunk_hashes).toHaveLength(Math.ceil(sent.values.length / CHUNK_VALUES));
+  // Binaries come back as Buffers: compare the nonce as hex.
+  const proof = (p: EdgeProof | null | undefined) => (p ? { ...p, nonce: hex(p.nonce) } : null);
+  expect(proof(s.proof)).toEqual(proof(sent.proof));
+}
+
+// ---------------------------------------------------------------------------
+// RoundAggregate (round_aggregate.rs)
+
+export type Rule = "mean" | "krum" | "multi_krum" | "median" | "trimmed_mean";
+
+export interface RoundAggregate {
+  round: number;
+  rule: Rule;
+  f: number;
+  contributors: ActionHash[];
+  flagged: AgentPubKey[];
+  result_hash: Uint8Array;
+  result_chunks: EntryHash[];
+}
+
+export interface AggregateComputation {
+  round: number;
+  rule: Rule;
+  f: number;
+  values: number[];
+  contributors: ActionHash[];
+  flagged: AgentPubKey[];
+  result_hash: Uint8Array;
+}
+
+export interface AggregateOutput {
+  action_hash: ActionHash;
+  author: AgentPubKey;
+  aggregate: RoundAggregate;
+  values: number[];
+}
+
+export interface PublishComputedInput {
+  round: number;
+  rule: string;
+  f: number;
+  contributors: ActionHash[];
+  flagged: AgentPubKey[];
+  values: number[];
+  result_hash?: Uint8Array;
+}
+
+/** `compute_round_aggregate`: the rule over what this agent sees, not published. */
+export async function computeRoundAggregate(
+  cell: CallableCell,
+  round: number,
+  rule: Rule,
+  f = 0,
+): Promise<AggregateComputation> {
+  return cell.callZome<AggregateComputation>({
+    zome_name: ZOME,
+    fn_name: "compute_round_aggregate",
+    payload: { round, rule, f },
+  });
+}
+
+/** `publish_aggregate`: compute and publish (validators recompute). */
+export async function publishAggregate(cell: CallableCell, round: number, rule: Rule, f = 0): Promise<ActionHash> {
+  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "publish_aggregate", payload: { round, rule, f } });
+}
+
+/** `publish_computed_aggregate`: publish a caller-computed aggregate as given. */
+export async function publishComputedAggregate(cell: CallableCell, input: PublishComputedInput): Promise<ActionHash> {
+  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "publish_computed_aggregate", payload: input });
+}
+
+/** `get_round_aggregates`: the aggregates of `round` with their values. */
+export async function getRoundAggregates(cell: CallableCell, round: number): Promise<AggregateOutput[]> {
+  return cell.callZome<AggregateOutput[]>({ zome_name: ZOME, fn_name: "get_round_aggregates", payload: round });
+}
+
+// ---------------------------------------------------------------------------
+// CommitteeVote (committee_vote.rs)
+
+export interface CommitteeVote {
+  round: number;
+  submission: ActionHash;
+  quality: number;
+  accept: boolean;
+}
+
+export interface VoteOutput {
+  action_hash: ActionHash;
+  author: AgentPubKey;
+  vote: CommitteeVote;
+}
+
+/** `is_committee_member`: the hash lottery the integrity zome applies to votes. */
+export async function isCommitteeMember(cell: CallableCell, agent: AgentPubKey, round: number): Promise<boolean> {
+  return cell.callZome<boolean>({ zome_name: ZOME, fn_name: "is_committee_member", payload: { agent, round } });
+}
+
+/** `cast_vote`: commits the vote and its link from the submission. */
+export async function castVote(cell: CallableCell, vote: CommitteeVote): Promise<ActionHash> {
+  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "cast_vote", payload: vote });
+}
+
+/** `get_submission_votes`: every vote on a submission this agent can reach. */
+export async function getSubmissionVotes(cell: CallableCell, submission: ActionHash): Promise<VoteOutput[]> {
+  return cell.callZome<VoteOutput[]>({ zome_name: ZOME, fn_name: "get_submission_votes", payload: submission });
+}
+
+// ---------------------------------------------------------------------------
+// ReputationRecord (reputation_record.rs)
+
+export interface ReputationRecord {
+  agent: AgentPubKey;
+  round: number;
+  score: number;
+}
+
+export interface ReputationOutput {
+  action_hash: ActionHash;
+  author: AgentPubKey;
+  timestamp: number;
+  record: ReputationRecord;
+}
+
+/** `publish_reputation`: commits the record and its link from the rated agent. */
+export async function publishReputation(cell: CallableCell, record: ReputationRecord): Promise<ActionHash> {
+  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "publish_reputation", payload: record });
+}
+
+/** `get_reputation`: the latest record about `agent` (highest round, then newest), or null. */
+export async function getReputation(cell: CallableCell, agent: AgentPubKey): Promise<ReputationOutput | null> {
+  return cell.callZome<ReputationOutput | null>({ zome_name: ZOME, fn_name: "get_reputation", payload: agent });
+}
+
+// ---------------------------------------------------------------------------
+// signals (coordinator signals.rs)
+
+export type ZtmlSignal =
+  | { type: "SubmissionCommitted"; round: number; action_hash: ActionHash }
+  | { type: "NewSubmission"; round: number; action_hash: ActionHash; author: AgentPubKey };
+
+/** Collects the hApp signals a player's app websocket receives from now on. */
+export function collectSignals(player: PlayerApp): { signals: ZtmlSignal[]; stop: () => void } {
+  const signals: ZtmlSignal[] = [];
+  const stop = player.appWs.on("signal", (signal: Signal) => {
+    if (signal.type === "app" && signal.value.zome_name === ZOME) signals.push(signal.value.payload as ZtmlSignal);
+  });
+  return { signals, stop };
 }

@@ -1,134 +1,165 @@
-// GradientSubmission on real conductors: three agents, each on its own
-// Holochain 0.6.3 conductor, networked through tryorama's local
-// kitsune2-bootstrap-srv (bootstrap + webrtc signalling on 127.0.0.1).
+// GradientSubmission (and its GradientChunks) on real conductors: three
+// agents, each on its own Holochain 0.6.3 conductor, networked through
+// tryorama's local kitsune2-bootstrap-srv (bootstrap + webrtc signalling on
+// 127.0.0.1). The DNA's model has 24 parameters in chunks of 10, so every
+// payload is stored as 3 chunk entries.
 
 import { encode } from "@msgpack/msgpack";
-import { encodeHashToBase64 } from "@holochain/client";
 import { describe, expect, test } from "vitest";
 
 import {
-  authorOf,
+  ACTIONS_PER_SUBMISSION,
+  appActionsOnChain,
   cellOf,
-  decodeSubmission,
+  collectSignals,
   expectSameSubmission,
   expectValidationRejection,
+  getAgentSubmissions,
   getRoundSubmissions,
+  hex,
+  payloadHash,
   runWithAgents,
-  sampleGradientSubmission,
-  appActionsOnChain,
+  sampleProof,
+  sampleSubmission,
+  sampleValues,
   submitGradient,
   syncAll,
-  type GradientSubmission,
+  waitFor,
+  type SubmitGradientInput,
 } from "./common.js";
 
 const AGENTS = 3;
 
 describe("GradientSubmission", () => {
-  test("A submits; B and C read it from the round after DHT sync, fields intact", async () => {
-    await runWithAgents(AGENTS, async (players) => {
-      const [alice, bob, carol] = players;
-      const sent = sampleGradientSubmission({ round: 7, model_id: "tryorama-a", example_count: 128 });
-
-      const hash = await submitGradient(cellOf(alice), sent);
-      expect(hash).toBeInstanceOf(Uint8Array);
-      expect(hash.length).toBe(39);
-
-      await syncAll(players);
-
-      for (const reader of [bob, carol]) {
-        const records = await getRoundSubmissions(cellOf(reader), 7);
-        expect(records).toHaveLength(1);
-        expect(records[0].signed_action.hashed.hash).toEqual(hash);
-        expect(encodeHashToBase64(authorOf(records[0]))).toBe(encodeHashToBase64(alice.agentPubKey));
-        expectSameSubmission(decodeSubmission(records[0]), sent);
-      }
-      // Another round's anchor stays empty.
-      expect(await getRoundSubmissions(cellOf(bob), 8)).toEqual([]);
-    });
-  });
-
-  test("a NaN in values is rejected by validation and nothing is stored", async () => {
-    await runWithAgents(AGENTS, async (players) => {
-      const [alice, bob, carol] = players;
-      const bad = sampleGradientSubmission({ round: 2, values: [0.5, NaN, 1.0], norm: 1.0 });
-      // A real NaN goes on the wire: msgpack float64 0x7ff8..., not null as
-      // JSON would make it (the zome narrows it to an f32 NaN).
-      expect(Buffer.from(encode(bad)).includes(Buffer.from("cb7ff8000000000000", "hex"))).toBe(true);
-
-      const appActionsBefore = await appActionsOnChain(alice);
-      await expectValidationRejection(
-        submitGradient(cellOf(alice), bad),
-        /GradientSubmission\.values\[1\] is not finite \(NaN\)/,
-      );
-      expect(await appActionsOnChain(alice)).toBe(appActionsBefore);
-
-      // A valid submission to the same round afterwards is the only one
-      // anybody sees once the DHT has synced.
-      const good = sampleGradientSubmission({ round: 2 });
-      await submitGradient(cellOf(alice), good);
-      expect(await appActionsOnChain(alice)).toBe(appActionsBefore + 2); // the entry and its round link
-      await syncAll(players);
-      for (const reader of [alice, bob, carol]) {
-        const records = await getRoundSubmissions(cellOf(reader), 2);
-        expect(records).toHaveLength(1);
-        expectSameSubmission(decodeSubmission(records[0]), good);
-      }
-    });
-  });
-
-  test("a submission whose values do not match dims is rejected", async () => {
-    await runWithAgents(AGENTS, async (players) => {
-      const [alice, bob, carol] = players;
-      const appActionsBefore = await appActionsOnChain(bob);
-      const tooFew = sampleGradientSubmission({ round: 3, values: [1, 2, 3, 4], dims: 5 });
-      await expectValidationRejection(
-        submitGradient(cellOf(bob), tooFew),
-        /GradientSubmission\.values has 4 elements but dims is 5/,
-      );
-      const tooMany = sampleGradientSubmission({ round: 3, values: [1, 2, 3], dims: 2 });
-      await expectValidationRejection(
-        submitGradient(cellOf(bob), tooMany),
-        /GradientSubmission\.values has 3 elements but dims is 2/,
-      );
-      expect(await appActionsOnChain(bob)).toBe(appActionsBefore);
-
-      const good = sampleGradientSubmission({ round: 3, model_id: "after-rejections" });
-      await submitGradient(cellOf(bob), good);
-      expect(await appActionsOnChain(bob)).toBe(appActionsBefore + 2);
-      await syncAll(players);
-      for (const reader of [alice, bob, carol]) {
-        const records = await getRoundSubmissions(cellOf(reader), 3);
-        expect(records).toHaveLength(1);
-        expectSameSubmission(decodeSubmission(records[0]), good);
-      }
-    });
-  });
-
-  test("all three agents submit in one round and every agent reads all three", async () => {
+  test("three agents submit chunked payloads in one round; every agent reads all three intact and hears the others' signals", async () => {
     await runWithAgents(AGENTS, async (players) => {
       const round = 4;
-      const sent = new Map<string, GradientSubmission>();
-      players.forEach((p, i) => {
-        const values = Array.from({ length: 16 }, (_, j) => (i + 1) * 0.1 * (j - 8));
-        sent.set(
-          encodeHashToBase64(p.agentPubKey),
-          sampleGradientSubmission({ round, model_id: `agent-${i}`, values, example_count: 10 * (i + 1) }),
-        );
-      });
-
-      // Concurrent submissions, one per agent.
-      await Promise.all(players.map((p) => submitGradient(cellOf(p), sent.get(encodeHashToBase64(p.agentPubKey))!)));
+      // Every agent's participant link (written by init) must reach the
+      // others before they submit, or nobody is there to signal.
       await syncAll(players);
+      const listeners = players.map(collectSignals);
 
+      const sent = players.map((_, i) =>
+        sampleSubmission({ round, values: sampleValues(i + 1, i), example_count: 10 * (i + 1) }),
+      );
+      const hashes = await Promise.all(players.map((p, i) => submitGradient(cellOf(p), sent[i])));
+      hashes.forEach((h) => expect(h.length).toBe(39));
+
+      await syncAll(players);
       for (const reader of players) {
-        const records = await getRoundSubmissions(cellOf(reader), round);
-        expect(records).toHaveLength(AGENTS);
-        const authors = records.map((r) => encodeHashToBase64(authorOf(r)));
-        expect(new Set(authors)).toEqual(new Set(sent.keys()));
-        for (const record of records) {
-          expectSameSubmission(decodeSubmission(record), sent.get(encodeHashToBase64(authorOf(record)))!);
+        const outputs = await getRoundSubmissions(cellOf(reader), round);
+        expect(outputs).toHaveLength(AGENTS);
+        for (const out of outputs) {
+          const i = hashes.findIndex((h) => hex(h) === hex(out.action_hash));
+          expect(i).toBeGreaterThanOrEqual(0);
+          expectSameSubmission(out, sent[i], players[i].agentPubKey);
         }
       }
+      // The agent index reads the same submission; another round is empty.
+      const [alice, bob, carol] = players;
+      const byAlice = await getAgentSubmissions(cellOf(carol), alice.agentPubKey);
+      expect(byAlice.map((o) => hex(o.action_hash))).toEqual([hex(hashes[0])]);
+      expect(await getRoundSubmissions(cellOf(bob), round + 1)).toEqual([]);
+
+      // Each agent: its own commit locally, the other two by remote signal.
+      for (const [i, { signals, stop }] of listeners.entries()) {
+        await waitFor(
+          `agent ${i} signals`,
+          async () => signals,
+          (s) => s.filter((x) => x.type === "NewSubmission").length >= AGENTS - 1,
+          30_000,
+        );
+        stop();
+        const own = signals.filter((s) => s.type === "SubmissionCommitted");
+        expect(own.map((s) => hex(s.action_hash))).toEqual([hex(hashes[i])]);
+        const others = signals.filter((s) => s.type === "NewSubmission");
+        const expected = hashes.filter((_, j) => j !== i).map(hex).sort();
+        expect(others.map((s) => hex(s.action_hash)).sort()).toEqual(expected);
+        for (const s of others) {
+          if (s.type !== "NewSubmission") continue;
+          const j = hashes.findIndex((h) => hex(h) === hex(s.action_hash));
+          expect(hex(s.author)).toBe(hex(players[j].agentPubKey));
+          expect(s.round).toBe(round);
+        }
+      }
+    });
+  });
+
+  test("every submission rule rejects its bad entry, nothing of it is stored, and only the valid one is seen", async () => {
+    await runWithAgents(AGENTS, async (players) => {
+      const [alice, bob, carol] = players;
+      const round = 2;
+      const before = await appActionsOnChain(alice);
+      const reject = async (input: SubmitGradientInput, reason: RegExp) => {
+        await expectValidationRejection(submitGradient(cellOf(alice), input), reason);
+        expect(await appActionsOnChain(alice)).toBe(before);
+      };
+
+      // NaN: a real NaN goes on the wire (msgpack float64 0x7ff8...).
+      const nanValues = sampleValues();
+      nanValues[1] = NaN;
+      const nan = sampleSubmission({ round, values: nanValues, norm: 3.0 });
+      expect(Buffer.from(encode(nan)).includes(Buffer.from("cb7ff8000000000000", "hex"))).toBe(true);
+      await reject(nan, /GradientSubmission\.values: non-finite value NaN at index 1/);
+      // Without a norm claim the zome computes one from the values: NaN too.
+      await reject(
+        sampleSubmission({ round, values: nanValues }),
+        /GradientSubmission\.norm: NaN is not a finite non-negative number/,
+      );
+
+      // Wrong dims: fewer values than the model has, and too many for the size limit.
+      await reject(
+        sampleSubmission({ round, values: sampleValues().slice(0, 20) }),
+        /GradientSubmission\.dims: the model has 24 parameters, got 20/,
+      );
+      await reject(
+        sampleSubmission({ round, values: [...sampleValues(), ...sampleValues()] }),
+        /GradientSubmission\.values: payload of 192 bytes exceeds 96/,
+      );
+
+      // Bad hash: the claim is another payload's hash, the chunks are these values.
+      const other = sampleValues(2);
+      await reject(
+        sampleSubmission({ round, payload_hash: payloadHash(other) }),
+        new RegExp(
+          `GradientSubmission\\.payload_hash: claimed ${hex(payloadHash(other))} but the payload hashes to ${hex(payloadHash(sampleValues()))}`,
+        ),
+      );
+      await reject(
+        sampleSubmission({ round, payload_hash: new Uint8Array(31) }),
+        /GradientSubmission\.payload_hash: must be 32 bytes, got 31/,
+      );
+
+      // Other claims: a lying norm, another model, no examples, a malformed proof.
+      await reject(sampleSubmission({ round, norm: 1.0 }), /GradientSubmission\.norm: claimed 1 but the payload's norm is/);
+      await reject(sampleSubmission({ round, model_id: "other-model" }), /GradientSubmission\.model_id: expected "mnist-mlp-v1", got "other-model"/);
+      await reject(sampleSubmission({ round, example_count: 0 }), /GradientSubmission\.example_count: must be at least 1/);
+      await reject(
+        sampleSubmission({ round, proof: sampleProof({ nonce: new Uint8Array(4) }) }),
+        /GradientSubmission\.proof\.nonce: must be 16 bytes, got 4/,
+      );
+
+      // The valid one: chunks + entry + round link + agent link.
+      const good = sampleSubmission({ round });
+      const goodHash = await submitGradient(cellOf(alice), good);
+      expect(await appActionsOnChain(alice)).toBe(before + ACTIONS_PER_SUBMISSION);
+
+      // A second submission in the same round, even with other values, is a duplicate...
+      await expectValidationRejection(
+        submitGradient(cellOf(alice), sampleSubmission({ round, values: sampleValues(3) })),
+        /GradientSubmission\.round: this author already submitted in round 2/,
+      );
+      expect(await appActionsOnChain(alice)).toBe(before + ACTIONS_PER_SUBMISSION);
+      // ...while the next round is fine.
+      await submitGradient(cellOf(alice), sampleSubmission({ round: round + 1 }));
+
+      await syncAll(players);
+      for (const reader of [alice, bob, carol]) {
+        const outputs = await getRoundSubmissions(cellOf(reader), round);
+        expect(outputs.map((o) => hex(o.action_hash))).toEqual([hex(goodHash)]);
+        expectSameSubmission(outputs[0], good, alice.agentPubKey);
+      }
+      expect(await getAgentSubmissions(cellOf(bob), alice.agentPubKey)).toHaveLength(2);
     });
   });
 });

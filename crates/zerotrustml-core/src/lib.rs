@@ -9,6 +9,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod aggregate;
+pub mod committee;
 pub mod error;
 pub mod gram;
 pub mod input;

@@ -1,5 +1,73 @@
 //! ZeroTrustML coordinator zome: the calls clients make. It holds no
-//! validation logic; what the DHT accepts is decided by `gradients_integrity`.
+//! validation logic; what the DHT accepts is decided by `gradients_integrity`
+//! (inline at commit, so an invalid write fails the call with the integrity
+//! zome's message and nothing of the call is committed).
+//!
+//! Reads are eventually consistent: a round read returns what this agent can
+//! reach now, leaving out entries whose chunks have not arrived yet.
 
+use gradients_integrity::*;
+use hdk::prelude::*;
+
+mod committee_vote;
+mod gradient_chunk;
 mod gradient_submission;
+mod reputation_record;
+mod round_aggregate;
+mod signals;
+
+pub use committee_vote::*;
+use gradient_chunk::*;
 pub use gradient_submission::*;
+pub use reputation_record::*;
+pub use round_aggregate::*;
+pub use signals::*;
+
+/// A caller-facing error (rejected input, missing data).
+pub(crate) fn guest(msg: impl Into<String>) -> WasmError {
+    wasm_error!(WasmErrorInner::Guest(msg.into()))
+}
+
+/// The DNA properties, or the reason they are unusable as an error.
+pub(crate) fn properties() -> ExternResult<ModelProperties> {
+    model_properties()?.map_err(guest)
+}
+
+/// Records for many hashes in one host call, `None` where not reachable.
+pub(crate) fn get_many(hashes: Vec<AnyDhtHash>) -> ExternResult<Vec<Option<Record>>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inputs = hashes.into_iter().map(|h| GetInput::new(h, GetOptions::default())).collect();
+    HDK.with(|hdk| hdk.borrow().get(inputs))
+}
+
+/// Action hashes of the link targets, deduplicated, in link order.
+pub(crate) fn target_actions(links: Vec<Link>) -> Vec<ActionHash> {
+    let mut seen = std::collections::HashSet::new();
+    links.into_iter().filter_map(|l| l.target.into_action_hash()).filter(|h| seen.insert(h.clone())).collect()
+}
+
+/// Registers this agent for remote signals: an unrestricted grant for
+/// `recv_remote_signal` (only that function) and a link from the
+/// `participants` anchor, so submitters know whom to notify.
+#[hdk_extern]
+pub fn init() -> ExternResult<InitCallbackResult> {
+    let mut functions = HashSet::new();
+    functions.insert((zome_info()?.name, FunctionName::from("recv_remote_signal")));
+    create_cap_grant(ZomeCallCapGrant {
+        tag: "remote_signals".to_string(),
+        access: CapAccess::Unrestricted,
+        functions: GrantedFunctions::Listed(functions),
+    })?;
+    let me = agent_info()?.agent_initial_pubkey;
+    create_link(participants_anchor()?, me, LinkTypes::Participants, ())?;
+    Ok(InitCallbackResult::Pass)
+}
+
+/// The DNA properties this cell validates against (model spec, chunk size,
+/// committee parameters, recompute bound).
+#[hdk_extern]
+pub fn get_model_properties() -> ExternResult<ModelProperties> {
+    properties()
+}

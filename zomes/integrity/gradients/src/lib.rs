@@ -1,113 +1,238 @@
-//! ZeroTrustML integrity zome: entry and link types and their validation.
+//! ZeroTrustML integrity zome: entry and link types of a federated round and
+//! their validation.
 //!
-//! Every validation rule that decides what the DHT accepts lives here; the
-//! coordinator zome only writes and reads.
+//! Every rule that decides what the DHT accepts lives here, and every rule
+//! the embedded store shares is called from `zerotrustml-core` (compiled to
+//! wasm with default features off), never re-implemented: a submission is
+//! checked with `validate_meta` / `validate_digest` / `check_unique`, an
+//! aggregate is recomputed with the core's rule, committee membership is the
+//! core's hash lottery. The coordinator zome only writes and reads.
+//!
+//! Rejections name the entry type and the field, e.g.
+//! `GradientSubmission.values: non-finite value NaN at index 1`.
+//!
+//! Host errors (including "dependency not available yet", which Holochain
+//! signals through an error that must reach the host untouched) propagate
+//! with `?`; only a broken rule becomes `ValidateCallbackResult::Invalid`.
 
 use hdi::prelude::*;
 
+mod chain;
+mod committee_vote;
+mod gradient_chunk;
 mod gradient_submission;
+mod participants;
+mod properties;
+mod reputation_record;
+mod round_aggregate;
+
+pub use chain::*;
+pub use committee_vote::*;
+pub use gradient_chunk::*;
 pub use gradient_submission::*;
+pub use participants::*;
+pub use properties::*;
+pub use reputation_record::*;
+pub use round_aggregate::*;
 
 #[hdk_entry_types]
 #[unit_enum(UnitEntryTypes)]
 pub enum EntryTypes {
     GradientSubmission(GradientSubmission),
+    GradientChunk(GradientChunk),
+    RoundAggregate(RoundAggregate),
+    CommitteeVote(CommitteeVote),
+    ReputationRecord(ReputationRecord),
 }
 
 #[hdk_link_types]
 pub enum LinkTypes {
+    /// `round.{n}` anchor -> GradientSubmission action.
     RoundToSubmissions,
+    /// Author's agent key -> their GradientSubmission actions.
+    AgentToSubmissions,
+    /// `round.{n}` anchor -> RoundAggregate action.
+    RoundToAggregate,
+    /// Rated agent's key -> ReputationRecord actions about it.
+    AgentToReputation,
+    /// GradientSubmission action -> CommitteeVote actions on it.
+    SubmissionToVotes,
+    /// `participants` anchor -> agent key (each agent registers itself in
+    /// `init`, so peers know whom to signal).
+    Participants,
+}
+
+/// The result of one validation rule: `Ok(Err(reason))` is an invalid op,
+/// `Err` a host error (to propagate as is).
+pub type Verdict = ExternResult<Result<(), String>>;
+
+/// Returns `Ok(Err(reason))` from the enclosing verdict function when a
+/// check fails; evaluates to the check's value otherwise.
+#[macro_export]
+macro_rules! check {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(reason) => return Ok(Err(reason)),
+        }
+    };
+}
+
+fn to_callback(verdict: Verdict) -> ExternResult<ValidateCallbackResult> {
+    Ok(match verdict? {
+        Ok(()) => ValidateCallbackResult::Valid,
+        Err(reason) => ValidateCallbackResult::Invalid(reason),
+    })
 }
 
 /// The deterministic anchor of a round: every agent derives the same hash from
 /// the round number alone, so readers need no index entry to find a round.
-pub fn round_path(round: u64) -> ExternResult<TypedPath> {
-    Path::from(format!("round.{round}")).typed(LinkTypes::RoundToSubmissions)
+/// Submissions and aggregates hang off it with their own link types.
+pub fn round_anchor(round: u64) -> ExternResult<EntryHash> {
+    Path::from(format!("round.{round}")).path_entry_hash()
+}
+
+/// The anchor every agent links itself from in `init`.
+pub fn participants_anchor() -> ExternResult<EntryHash> {
+    Path::from("participants").path_entry_hash()
+}
+
+fn entry_name(entry: &EntryTypes) -> &'static str {
+    match entry {
+        EntryTypes::GradientSubmission(_) => "GradientSubmission",
+        EntryTypes::GradientChunk(_) => "GradientChunk",
+        EntryTypes::RoundAggregate(_) => "RoundAggregate",
+        EntryTypes::CommitteeVote(_) => "CommitteeVote",
+        EntryTypes::ReputationRecord(_) => "ReputationRecord",
+    }
 }
 
 #[hdk_extern]
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     match op.flattened::<EntryTypes, LinkTypes>()? {
-        FlatOp::StoreEntry(store_entry) => match store_entry {
-            OpEntry::CreateEntry { app_entry, action } => match app_entry {
-                EntryTypes::GradientSubmission(submission) => {
-                    validate_create_gradient_submission(EntryCreationAction::Create(action), submission)
-                }
-            },
-            OpEntry::UpdateEntry { app_entry, .. } => match app_entry {
-                EntryTypes::GradientSubmission(_) => validate_update_gradient_submission(),
-            },
-            _ => Ok(ValidateCallbackResult::Valid),
-        },
-        FlatOp::RegisterUpdate(update) => match update {
-            OpUpdate::Entry { app_entry, .. } => match app_entry {
-                EntryTypes::GradientSubmission(_) => validate_update_gradient_submission(),
-            },
-            _ => Ok(ValidateCallbackResult::Valid),
-        },
-        FlatOp::RegisterDelete(OpDelete { action }) => {
-            if deletes_own_entry(&action.deletes_address)? {
-                validate_delete_gradient_submission()
-            } else {
-                Ok(ValidateCallbackResult::Valid)
-            }
+        FlatOp::StoreEntry(OpEntry::CreateEntry { app_entry, action }) => {
+            validate_create(EntryCreationAction::Create(action), app_entry)
         }
-        FlatOp::RegisterCreateLink { link_type, base_address, target_address, action, .. } => match link_type {
-            LinkTypes::RoundToSubmissions => {
-                validate_create_link_round_to_submissions(&action, &base_address, &target_address)
+        FlatOp::StoreEntry(OpEntry::UpdateEntry { app_entry, .. }) => immutable(entry_name(&app_entry), "updated"),
+        FlatOp::StoreEntry(_) => Ok(ValidateCallbackResult::Valid),
+        FlatOp::RegisterUpdate(OpUpdate::Entry { app_entry, .. }) => immutable(entry_name(&app_entry), "updated"),
+        FlatOp::RegisterUpdate(_) => Ok(ValidateCallbackResult::Valid),
+        FlatOp::RegisterDelete(OpDelete { action }) => validate_delete(&action.deletes_address),
+        FlatOp::RegisterCreateLink { link_type, base_address, target_address, action, .. } => {
+            to_callback(validate_create_link(link_type, &action, &base_address, &target_address))
+        }
+        FlatOp::RegisterDeleteLink { link_type, .. } => immutable_link(link_type),
+        FlatOp::StoreRecord(record) => match record {
+            OpRecord::CreateEntry { app_entry, action } => {
+                validate_create(EntryCreationAction::Create(action), app_entry)
             }
-        },
-        FlatOp::RegisterDeleteLink { link_type, .. } => match link_type {
-            LinkTypes::RoundToSubmissions => validate_delete_link_round_to_submissions(),
-        },
-        FlatOp::StoreRecord(store_record) => match store_record {
-            OpRecord::CreateEntry { app_entry, action } => match app_entry {
-                EntryTypes::GradientSubmission(submission) => {
-                    validate_create_gradient_submission(EntryCreationAction::Create(action), submission)
-                }
-            },
-            OpRecord::UpdateEntry { app_entry, .. } => match app_entry {
-                EntryTypes::GradientSubmission(_) => validate_update_gradient_submission(),
-            },
-            OpRecord::DeleteEntry { original_action_hash, .. } => {
-                if deletes_own_entry(&original_action_hash)? {
-                    validate_delete_gradient_submission()
-                } else {
-                    Ok(ValidateCallbackResult::Valid)
-                }
+            OpRecord::UpdateEntry { app_entry, .. } => immutable(entry_name(&app_entry), "updated"),
+            OpRecord::DeleteEntry { original_action_hash, .. } => validate_delete(&original_action_hash),
+            OpRecord::CreateLink { link_type, base_address, target_address, action, .. } => {
+                to_callback(validate_create_link(link_type, &action, &base_address, &target_address))
             }
-            OpRecord::CreateLink { link_type, base_address, target_address, action, .. } => match link_type {
-                LinkTypes::RoundToSubmissions => {
-                    validate_create_link_round_to_submissions(&action, &base_address, &target_address)
-                }
+            OpRecord::DeleteLink { original_action_hash, .. } => match own_link_type(&original_action_hash)? {
+                Some(link_type) => immutable_link(link_type),
+                None => Ok(ValidateCallbackResult::Valid),
             },
-            OpRecord::DeleteLink { original_action_hash, .. } => {
-                if deletes_own_link(&original_action_hash)? {
-                    validate_delete_link_round_to_submissions()
-                } else {
-                    Ok(ValidateCallbackResult::Valid)
-                }
-            }
             _ => Ok(ValidateCallbackResult::Valid),
         },
         FlatOp::RegisterAgentActivity(_) => Ok(ValidateCallbackResult::Valid),
     }
 }
 
-/// Holochain routes deletes of non-app entries (capability grants, ...) to
-/// every integrity zome, so only deletes of entries defined here are refused.
-fn deletes_own_entry(deleted: &ActionHash) -> ExternResult<bool> {
-    let deleted = must_get_action(deleted.clone())?;
-    match deleted.action().entry_type() {
-        Some(EntryType::App(def)) => Ok(def.zome_index == zome_info()?.id),
-        _ => Ok(false),
+fn validate_create(action: EntryCreationAction, entry: EntryTypes) -> ExternResult<ValidateCallbackResult> {
+    to_callback(match &entry {
+        EntryTypes::GradientSubmission(s) => validate_create_gradient_submission(&action, s),
+        EntryTypes::GradientChunk(c) => validate_create_gradient_chunk(c),
+        EntryTypes::RoundAggregate(a) => validate_create_round_aggregate(a),
+        EntryTypes::CommitteeVote(v) => validate_create_committee_vote(&action, v),
+        EntryTypes::ReputationRecord(r) => validate_create_reputation_record(r),
+    })
+}
+
+fn validate_create_link(
+    link_type: LinkTypes,
+    action: &CreateLink,
+    base: &AnyLinkableHash,
+    target: &AnyLinkableHash,
+) -> Verdict {
+    match link_type {
+        LinkTypes::RoundToSubmissions => validate_create_link_round_to_submissions(action, base, target),
+        LinkTypes::AgentToSubmissions => validate_create_link_agent_to_submissions(action, base, target),
+        LinkTypes::RoundToAggregate => validate_create_link_round_to_aggregate(action, base, target),
+        LinkTypes::AgentToReputation => validate_create_link_agent_to_reputation(action, base, target),
+        LinkTypes::SubmissionToVotes => validate_create_link_submission_to_votes(action, base, target),
+        LinkTypes::Participants => validate_create_link_participants(action, base, target),
     }
 }
 
-fn deletes_own_link(deleted: &ActionHash) -> ExternResult<bool> {
+/// Every entry here is immutable: a round's aggregate must be recomputable
+/// by every agent from exactly what was published, so updates and deletes
+/// are rejected rather than merely ignored.
+fn immutable(what: &str, verb: &str) -> ExternResult<ValidateCallbackResult> {
+    Ok(ValidateCallbackResult::Invalid(format!("{what} cannot be {verb}: entries of a round are immutable")))
+}
+
+fn immutable_link(link_type: LinkTypes) -> ExternResult<ValidateCallbackResult> {
+    Ok(ValidateCallbackResult::Invalid(format!(
+        "{link_type:?} links cannot be deleted: the round's index is append-only"
+    )))
+}
+
+/// Holochain routes deletes of non-app entries (capability grants, ...) to
+/// every integrity zome, so only deletes of entries defined here are refused.
+fn validate_delete(deleted: &ActionHash) -> ExternResult<ValidateCallbackResult> {
+    let deleted = must_get_action(deleted.clone())?;
+    match deleted.action().entry_type() {
+        Some(EntryType::App(def)) if def.zome_index == zome_info()?.id => {
+            let scoped = ScopedEntryDefIndex { zome_index: def.zome_index, zome_type: def.entry_index };
+            let name = UnitEntryTypes::try_from(scoped)
+                .map(|u| format!("{u:?}"))
+                .unwrap_or_else(|_| "an entry of this zome".to_string());
+            immutable(&name, "deleted")
+        }
+        _ => Ok(ValidateCallbackResult::Valid),
+    }
+}
+
+fn own_link_type(deleted: &ActionHash) -> ExternResult<Option<LinkTypes>> {
     let deleted = must_get_action(deleted.clone())?;
     match deleted.action() {
-        Action::CreateLink(create) => Ok(create.zome_index == zome_info()?.id),
-        _ => Ok(false),
+        Action::CreateLink(create) if create.zome_index == zome_info()?.id => {
+            Ok(LinkTypes::try_from(ScopedLinkType { zome_index: create.zome_index, zome_type: create.link_type }).ok())
+        }
+        _ => Ok(None),
     }
+}
+
+/// Whether an entry type is `unit` of this zome.
+pub fn is_entry_type(entry_type: &EntryType, unit: UnitEntryTypes) -> ExternResult<bool> {
+    let scoped = ScopedEntryDefIndex::try_from(unit)?;
+    Ok(matches!(entry_type, EntryType::App(def)
+        if def.zome_index == scoped.zome_index && def.entry_index == scoped.zome_type))
+}
+
+/// The entry a record's `Create` action made, when it is of type `unit`;
+/// otherwise why not (`what` names the reference in the message).
+pub fn created_entry<T>(record: &Record, unit: UnitEntryTypes, what: &str) -> ExternResult<Result<T, String>>
+where
+    T: TryFrom<Entry, Error = WasmError>,
+{
+    let is_create = match record.action() {
+        Action::Create(create) => is_entry_type(&create.entry_type, unit)?,
+        _ => false,
+    };
+    if !is_create {
+        return Ok(Err(format!("{what} is not the creation of a {unit:?}")));
+    }
+    let Some(entry) = record.entry().as_option() else {
+        return Ok(Err(format!("{what}: the record carries no entry")));
+    };
+    Ok(T::try_from(entry.clone()).map_err(|e| format!("{what}: not a valid {unit:?} ({e:?})")))
+}
+
+/// The action a link points at, as an action hash.
+pub fn link_target_action(target: &AnyLinkableHash, link: &str) -> Result<ActionHash, String> {
+    target.clone().into_action_hash().ok_or_else(|| format!("{link} link target must be an action hash"))
 }

@@ -1,0 +1,51 @@
+//! Calls for committee votes: membership, casting, reading.
+
+use gradients_integrity::*;
+use hdk::prelude::*;
+
+use crate::{get_many, properties, target_actions};
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct MembershipInput {
+    pub agent: AgentPubKey,
+    pub round: u64,
+}
+
+/// Whether `agent` is on the committee of `round`: the same lottery the
+/// integrity zome applies to every vote.
+#[hdk_extern]
+pub fn is_committee_member(input: MembershipInput) -> ExternResult<bool> {
+    Ok(committee_member(&properties()?, &input.agent, input.round))
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct VoteOutput {
+    pub action_hash: ActionHash,
+    pub author: AgentPubKey,
+    pub vote: CommitteeVote,
+}
+
+/// Commits a vote and links it from the voted submission. Refused by
+/// validation unless this agent is on the round's committee.
+#[hdk_extern]
+pub fn cast_vote(vote: CommitteeVote) -> ExternResult<ActionHash> {
+    let submission = vote.submission.clone();
+    let action_hash = create_entry(&EntryTypes::CommitteeVote(vote))?;
+    create_link(submission, action_hash.clone(), LinkTypes::SubmissionToVotes, ())?;
+    Ok(action_hash)
+}
+
+/// Every vote on `submission` this agent can reach.
+#[hdk_extern]
+pub fn get_submission_votes(submission: ActionHash) -> ExternResult<Vec<VoteOutput>> {
+    let links = get_links(LinkQuery::try_new(submission, LinkTypes::SubmissionToVotes)?, GetStrategy::Network)?;
+    let records = get_many(target_actions(links).into_iter().map(Into::into).collect())?;
+    Ok(records
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let vote = r.entry().to_app_option::<CommitteeVote>().ok().flatten()?;
+            Some(VoteOutput { action_hash: r.action_address().clone(), author: r.action().author().clone(), vote })
+        })
+        .collect())
+}

@@ -1,0 +1,198 @@
+//! Committee votes: a committee member's verdict on one submission.
+//!
+//! Who is on a round's committee is the core's hash lottery
+//! (`zerotrustml_core::committee`): member iff the first 8 bytes of
+//! SHA-256(committee_seed || round (u64 big-endian) || author's 32-byte
+//! Ed25519 key), read big-endian, are below `committee_rate * 2^64`. Every
+//! validator evaluates it from the vote's author, its round and the DNA
+//! properties alone: no roster, nothing to fetch. It is predictable (see the
+//! core module; a VRF would hide it until the vote) and unweighted (the
+//! Python pipeline's reputation-weighted draw is not used on the DHT).
+//!
+//! Validation: quality finite; the author on the committee of `round`; the
+//! voted submission a valid GradientSubmission of the same round by another
+//! agent; one vote per member per submission (the member's earlier chain).
+
+use hdi::prelude::*;
+use zerotrustml_core::committee::is_committee_member;
+
+use crate::{
+    check, created_entry, earlier_entries, link_target_action, model_properties, GradientSubmission, ModelProperties,
+    UnitEntryTypes, Verdict,
+};
+
+/// A committee member's re-scoring of a submission.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct CommitteeVote {
+    pub round: u64,
+    /// The GradientSubmission action voted on.
+    pub submission: ActionHash,
+    /// The member's quality score of the update on its own held-out data.
+    pub quality: f64,
+    pub accept: bool,
+}
+
+/// Whether `agent` is on the committee of `round` under the DNA properties.
+pub fn committee_member(props: &ModelProperties, agent: &AgentPubKey, round: u64) -> bool {
+    is_committee_member(props.committee_seed.as_bytes(), round, agent.get_raw_32(), props.committee_rate)
+}
+
+/// The rules on the vote's own fields and its author.
+pub fn check_vote(props: &ModelProperties, author: &AgentPubKey, vote: &CommitteeVote) -> Result<(), String> {
+    if !vote.quality.is_finite() {
+        return Err(format!("CommitteeVote.quality: must be finite, got {}", vote.quality));
+    }
+    if !committee_member(props, author, vote.round) {
+        return Err(format!(
+            "CommitteeVote.author: {author} is not on the committee of round {} (hash lottery, committee_rate {})",
+            vote.round, props.committee_rate
+        ));
+    }
+    Ok(())
+}
+
+/// The voted submission must belong to the vote's round and not be the voter's own.
+pub fn check_voted_submission(
+    vote: &CommitteeVote,
+    voter: &AgentPubKey,
+    submitter: &AgentPubKey,
+    submission: &GradientSubmission,
+) -> Result<(), String> {
+    if submission.round != vote.round {
+        return Err(format!(
+            "CommitteeVote.submission: a submission of round {}, the vote is for round {}",
+            submission.round, vote.round
+        ));
+    }
+    if submitter == voter {
+        return Err("CommitteeVote.submission: a member cannot vote on its own submission".to_string());
+    }
+    Ok(())
+}
+
+/// One vote per member per submission, given the member's earlier votes.
+pub fn check_first_vote(vote: &CommitteeVote, earlier: &[CommitteeVote]) -> Result<(), String> {
+    if earlier.iter().any(|v| v.submission == vote.submission) {
+        return Err(format!("CommitteeVote.submission: this member already voted on {}", vote.submission));
+    }
+    Ok(())
+}
+
+pub fn validate_create_committee_vote(action: &EntryCreationAction, vote: &CommitteeVote) -> Verdict {
+    let props = check!(model_properties()?);
+    let author = action.author();
+    check!(check_vote(&props, author, vote));
+    let record = must_get_valid_record(vote.submission.clone())?;
+    let submission = check!(created_entry::<GradientSubmission>(
+        &record,
+        UnitEntryTypes::GradientSubmission,
+        "CommitteeVote.submission"
+    )?);
+    check!(check_voted_submission(vote, author, record.action().author(), &submission));
+    let earlier: Vec<CommitteeVote> = earlier_entries(author, action.prev_action(), UnitEntryTypes::CommitteeVote)?;
+    Ok(check_first_vote(vote, &earlier))
+}
+
+/// A vote link points from the voted submission to a vote by the link's author.
+pub fn validate_create_link_submission_to_votes(
+    action: &CreateLink,
+    base: &AnyLinkableHash,
+    target: &AnyLinkableHash,
+) -> Verdict {
+    let hash = check!(link_target_action(target, "SubmissionToVotes"));
+    let record = must_get_valid_record(hash)?;
+    let vote = check!(created_entry::<CommitteeVote>(
+        &record,
+        UnitEntryTypes::CommitteeVote,
+        "SubmissionToVotes link target"
+    )?);
+    if record.action().author() != &action.author {
+        return Ok(Err("SubmissionToVotes link author must be the vote's author".to_string()));
+    }
+    let expected: AnyLinkableHash = vote.submission.into();
+    if &expected != base {
+        return Ok(Err("SubmissionToVotes link base must be the voted submission".to_string()));
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::properties::tests::props;
+
+    fn agent(i: u8) -> AgentPubKey {
+        AgentPubKey::from_raw_32(vec![i; 32])
+    }
+
+    fn vote(round: u64) -> CommitteeVote {
+        CommitteeVote { round, submission: ActionHash::from_raw_32(vec![9; 32]), quality: 0.2, accept: true }
+    }
+
+    /// A round where `agent` is (or is not) a member under the test properties.
+    fn round_where(agent: &AgentPubKey, member: bool) -> u64 {
+        (0..1000).find(|r| committee_member(&props(), agent, *r) == member).unwrap()
+    }
+
+    #[test]
+    fn membership_uses_the_core_lottery_on_the_raw_key() {
+        let a = agent(1);
+        for round in 0..50 {
+            assert_eq!(
+                committee_member(&props(), &a, round),
+                is_committee_member(b"ztml-committee-v1", round, &[1; 32], 0.5)
+            );
+        }
+        let everyone = ModelProperties { committee_rate: 1.0, ..props() };
+        let nobody = ModelProperties { committee_rate: 0.0, ..props() };
+        assert!((0..50).all(|r| committee_member(&everyone, &a, r)));
+        assert!((0..50).all(|r| !committee_member(&nobody, &a, r)));
+    }
+
+    #[test]
+    fn member_accepted_non_member_rejected() {
+        let a = agent(1);
+        let yes = round_where(&a, true);
+        let no = round_where(&a, false);
+        assert_eq!(check_vote(&props(), &a, &vote(yes)), Ok(()));
+        let err = check_vote(&props(), &a, &vote(no)).unwrap_err();
+        assert!(
+            err.starts_with("CommitteeVote.author: ") && err.contains(&format!("committee of round {no}")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quality_must_be_finite() {
+        let a = agent(1);
+        let yes = round_where(&a, true);
+        for q in [f64::NAN, f64::INFINITY] {
+            let err = check_vote(&props(), &a, &CommitteeVote { quality: q, ..vote(yes) }).unwrap_err();
+            assert!(err.starts_with("CommitteeVote.quality: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn voted_submission_and_uniqueness() {
+        let s = GradientSubmission {
+            round: 4,
+            model_id: "m".into(),
+            dims: 1,
+            dtype: "f32".into(),
+            payload_hash: vec![0; 32],
+            norm: 0.0,
+            example_count: 1,
+            chunk_hashes: vec![],
+            proof: None,
+        };
+        assert_eq!(check_voted_submission(&vote(4), &agent(1), &agent(2), &s), Ok(()));
+        assert!(check_voted_submission(&vote(5), &agent(1), &agent(2), &s).unwrap_err().contains("round 4"));
+        assert!(check_voted_submission(&vote(4), &agent(1), &agent(1), &s).unwrap_err().contains("its own"));
+        assert_eq!(check_first_vote(&vote(4), &[]), Ok(()));
+        let err = check_first_vote(&vote(4), &[vote(4)]).unwrap_err();
+        assert!(err.starts_with("CommitteeVote.submission: this member already voted on "), "{err}");
+        let other = CommitteeVote { submission: ActionHash::from_raw_32(vec![8; 32]), ..vote(4) };
+        assert_eq!(check_first_vote(&vote(4), &[other]), Ok(()));
+    }
+}

@@ -1,0 +1,455 @@
+//! The round aggregate entry: a robust rule applied to a set of submissions.
+//!
+//! An aggregate is a claim "rule R with parameter f over exactly these
+//! contributors gives this result". It does not claim to cover every
+//! submission of the round (the DHT is eventually consistent, so nobody can
+//! prove a set complete); a reader compares `contributors` with the
+//! submissions it sees and recomputes if in doubt (`compute_round_aggregate`).
+//!
+//! Definitions (what validation enforces):
+//! - `contributors`: action hashes of GradientSubmissions of `round`,
+//!   strictly ascending by their 39 raw bytes (canonical order, no
+//!   duplicates). Row i of the rule's input is contributor i's payload.
+//! - rules (core `aggregate`): `mean` = weighted by the contributors'
+//!   `example_count`; `krum` = core `krum(f)` (standard n-f-2 neighbours);
+//!   `multi_krum` = core `multi_krum(f, m = n - f)`; `median` = coordinate
+//!   median; `trimmed_mean` = core `trimmed_mean(f)`. `f` is ignored by mean
+//!   and median.
+//! - `flagged`: for krum and multi_krum, the authors of the contributors the
+//!   rule did not select, in contributor order (n-1 for krum, f for
+//!   multi_krum); for the other rules, which select nobody, empty.
+//! - `result_hash`: SHA-256 of the result's little-endian float32 bytes (the
+//!   payload hash of the core), and `result_chunks` its canonical split.
+//!
+//! Validation always checks the structure: every contributor a valid
+//! submission of the round, canonical order, the result chunks' digest equal
+//! to `result_hash` with `dims` finite values, `flagged` authors of
+//! contributors in contributor order and as many as the rule flags. When
+//! `contributors x dims <= recompute_limit` (DNA property), it also fetches
+//! every contributor's payload, recomputes the rule with the core and
+//! requires the same result hash and the same flagged list. Above the
+//! bound only the structure is checked, and readers must recompute
+//! themselves.
+
+use hdi::prelude::*;
+use zerotrustml_core::validation::{payload_hash, Rejection};
+use zerotrustml_core::{krum, mean, median, multi_krum, trimmed_mean, CoreError, KrumVariant, Rows};
+
+use crate::{
+    check, created_entry, fetch_payload, hash32, link_target_action, model_properties, rejection, round_anchor,
+    GradientSubmission, UnitEntryTypes, Verdict,
+};
+
+/// A published aggregate of one round.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct RoundAggregate {
+    pub round: u64,
+    /// "mean" | "krum" | "multi_krum" | "median" | "trimmed_mean".
+    pub rule: String,
+    /// Assumed number of Byzantine contributors.
+    pub f: u32,
+    /// Submission action hashes, strictly ascending by raw bytes.
+    pub contributors: Vec<ActionHash>,
+    /// Authors of the contributors the rule did not select.
+    pub flagged: Vec<AgentPubKey>,
+    /// SHA-256 of the result's little-endian float32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub result_hash: Vec<u8>,
+    /// The result's chunks (canonical split).
+    pub result_chunks: Vec<EntryHash>,
+}
+
+/// The aggregation rules an aggregate may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Mean,
+    Krum,
+    MultiKrum,
+    Median,
+    TrimmedMean,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 5] = [Rule::Mean, Rule::Krum, Rule::MultiKrum, Rule::Median, Rule::TrimmedMean];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Mean => "mean",
+            Rule::Krum => "krum",
+            Rule::MultiKrum => "multi_krum",
+            Rule::Median => "median",
+            Rule::TrimmedMean => "trimmed_mean",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Rule, String> {
+        Rule::ALL.into_iter().find(|r| r.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Rule::ALL.iter().map(|r| r.name()).collect();
+            format!("RoundAggregate.rule: unknown rule {name:?}, expected one of {}", names.join(", "))
+        })
+    }
+
+    /// How many contributors the rule flags out of `n` (structure check).
+    pub fn flagged_count(self, n: usize, f: usize) -> usize {
+        match self {
+            Rule::Krum => n.saturating_sub(1),
+            Rule::MultiKrum => n.min(f),
+            Rule::Mean | Rule::Median | Rule::TrimmedMean => 0,
+        }
+    }
+}
+
+/// A rule's result on the contributors' payloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recomputed {
+    pub values: Vec<f32>,
+    /// Indices (into the contributors) the rule did not select, ascending.
+    pub flagged: Vec<usize>,
+}
+
+fn core_error(rule: Rule, e: CoreError) -> String {
+    match e {
+        CoreError::Precondition { .. } => format!("RoundAggregate.f: {e}"),
+        _ => format!("RoundAggregate.contributors: {} over the contributors failed: {e}", rule.name()),
+    }
+}
+
+/// Applies `rule` with the core to `rows` (one payload per contributor, in
+/// contributor order). `example_counts` weight the mean. Deterministic: the
+/// core's kernels sum in a fixed order whatever the platform, and the zomes
+/// all run the same wasm.
+pub fn recompute(rule: Rule, f: u32, rows: &[Vec<f32>], example_counts: &[u64]) -> Result<Recomputed, String> {
+    let views: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+    let rows = Rows::new(views).map_err(|e| core_error(rule, e))?;
+    let n = rows.n();
+    let f = usize::try_from(f).unwrap_or(usize::MAX);
+    let selected_to_flagged = |selected: &[usize]| -> Vec<usize> { (0..n).filter(|i| !selected.contains(i)).collect() };
+    let (values, flagged) = match rule {
+        Rule::Mean => {
+            if example_counts.len() != n {
+                return Err(format!(
+                    "RoundAggregate.contributors: {} example counts for {n} rows",
+                    example_counts.len()
+                ));
+            }
+            let w: Vec<f64> = example_counts.iter().map(|c| *c as f64).collect();
+            (mean(&rows, Some(&w)).map_err(|e| core_error(rule, e))?.vector, Vec::new())
+        }
+        Rule::Krum => {
+            let a = krum(&rows, f, KrumVariant::Standard).map_err(|e| core_error(rule, e))?;
+            let flagged = selected_to_flagged(&a.selected);
+            (a.vector, flagged)
+        }
+        Rule::MultiKrum => {
+            let a =
+                multi_krum(&rows, f, n.saturating_sub(f), KrumVariant::Standard).map_err(|e| core_error(rule, e))?;
+            let flagged = selected_to_flagged(&a.selected);
+            (a.vector, flagged)
+        }
+        Rule::Median => (median(&rows).map_err(|e| core_error(rule, e))?.vector, Vec::new()),
+        Rule::TrimmedMean => (trimmed_mean(&rows, f).map_err(|e| core_error(rule, e))?.vector, Vec::new()),
+    };
+    Ok(Recomputed { values, flagged })
+}
+
+/// Contributors must be strictly ascending by raw bytes (the order every
+/// agent uses, and no duplicates).
+pub fn check_contributor_order(contributors: &[ActionHash]) -> Result<(), String> {
+    if contributors.is_empty() {
+        return Err("RoundAggregate.contributors: at least one contributor is required".to_string());
+    }
+    for (i, pair) in contributors.windows(2).enumerate() {
+        if let [a, b] = pair {
+            if a.get_raw_39() >= b.get_raw_39() {
+                return Err(format!(
+                    "RoundAggregate.contributors[{}]: not strictly ascending (contributors are sorted by action hash, without duplicates)",
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `flagged` as a function of the contributors' authors: a sub-list of them
+/// in contributor order, of the size the rule flags.
+pub fn check_flagged_structure(
+    rule: Rule,
+    f: u32,
+    authors: &[AgentPubKey],
+    flagged: &[AgentPubKey],
+) -> Result<(), String> {
+    let want = rule.flagged_count(authors.len(), usize::try_from(f).unwrap_or(usize::MAX));
+    if flagged.len() != want {
+        return Err(format!(
+            "RoundAggregate.flagged: {} flagged, but {} flags {want} of {} contributors",
+            flagged.len(),
+            rule.name(),
+            authors.len()
+        ));
+    }
+    let mut rest = authors.iter();
+    for (i, agent) in flagged.iter().enumerate() {
+        if !rest.any(|a| a == agent) {
+            return Err(format!(
+                "RoundAggregate.flagged[{i}]: {agent} is not a contributor's author (or out of contributor order)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The result's digest against the claimed hash: `dims` finite values whose
+/// payload hash is `result_hash`.
+pub fn check_result_digest(
+    dims: u64,
+    result_hash: &[u8; 32],
+    digest: &zerotrustml_core::validation::PayloadDigest,
+) -> Result<(), String> {
+    if digest.len() != dims {
+        return Err(rejection("RoundAggregate", &Rejection::Length { expected: dims, got: digest.len() })
+            .replace("RoundAggregate.values", "RoundAggregate.result_chunks"));
+    }
+    if let Some((index, value)) = digest.non_finite() {
+        return Err(format!("RoundAggregate.result_chunks: non-finite value {value} at index {index}"));
+    }
+    let actual = digest.hash();
+    if &actual != result_hash {
+        return Err(rejection("RoundAggregate", &Rejection::HashMismatch { claimed: *result_hash, actual })
+            .replace("RoundAggregate.payload_hash", "RoundAggregate.result_hash"));
+    }
+    Ok(())
+}
+
+/// The recomputed result against the claims.
+pub fn check_recomputed(
+    rule: Rule,
+    authors: &[AgentPubKey],
+    result_hash: &[u8; 32],
+    flagged: &[AgentPubKey],
+    recomputed: &Recomputed,
+) -> Result<(), String> {
+    let actual = payload_hash(&recomputed.values);
+    if &actual != result_hash {
+        return Err(format!(
+            "RoundAggregate.result_hash: {} over the contributors gives {}, the aggregate claims {}",
+            rule.name(),
+            zerotrustml_core::validation::hex(&actual),
+            zerotrustml_core::validation::hex(result_hash)
+        ));
+    }
+    let want: Vec<&AgentPubKey> = recomputed.flagged.iter().filter_map(|i| authors.get(*i)).collect();
+    let got: Vec<&AgentPubKey> = flagged.iter().collect();
+    if want != got {
+        return Err(format!(
+            "RoundAggregate.flagged: {} flags contributors {:?}, the aggregate lists other agents",
+            rule.name(),
+            recomputed.flagged
+        ));
+    }
+    Ok(())
+}
+
+/// Whether validators recompute: contributors x dims within the bound.
+pub fn within_recompute_limit(n: usize, dims: u64, limit: u64) -> bool {
+    (n as u64).saturating_mul(dims) <= limit
+}
+
+pub fn validate_create_round_aggregate(a: &RoundAggregate) -> Verdict {
+    let props = check!(model_properties()?);
+    let rule = check!(Rule::parse(&a.rule));
+    let result_hash = check!(hash32(&a.result_hash, "RoundAggregate.result_hash"));
+    check!(check_contributor_order(&a.contributors));
+
+    // The result first: it is one payload, the contributors are n.
+    let (digest, _) =
+        check!(fetch_payload("RoundAggregate.result_chunks", &a.result_chunks, props.dims, props.chunk_values, false)?);
+    check!(check_result_digest(props.dims, &result_hash, &digest));
+
+    let mut authors = Vec::with_capacity(a.contributors.len());
+    let mut submissions = Vec::with_capacity(a.contributors.len());
+    for (i, hash) in a.contributors.iter().enumerate() {
+        let record = must_get_valid_record(hash.clone())?;
+        let what = format!("RoundAggregate.contributors[{i}]");
+        let s = check!(created_entry::<GradientSubmission>(&record, UnitEntryTypes::GradientSubmission, &what)?);
+        if s.round != a.round {
+            return Ok(Err(format!("{what}: a submission of round {}, not of round {}", s.round, a.round)));
+        }
+        authors.push(record.action().author().clone());
+        submissions.push(s);
+    }
+    check!(check_flagged_structure(rule, a.f, &authors, &a.flagged));
+
+    if !within_recompute_limit(submissions.len(), props.dims, props.recompute_limit) {
+        return Ok(Ok(()));
+    }
+    let mut rows = Vec::with_capacity(submissions.len());
+    for (i, s) in submissions.iter().enumerate() {
+        let owner = format!("RoundAggregate.contributors[{i}].chunk_hashes");
+        let (_, values) = check!(fetch_payload(&owner, &s.chunk_hashes, props.dims, props.chunk_values, true)?);
+        rows.push(values.unwrap_or_default());
+    }
+    let counts: Vec<u64> = submissions.iter().map(|s| s.example_count).collect();
+    let recomputed = check!(recompute(rule, a.f, &rows, &counts));
+    Ok(check_recomputed(rule, &authors, &result_hash, &a.flagged, &recomputed))
+}
+
+/// A round's aggregate link points from the anchor of the aggregate's round
+/// to an aggregate by the link's author.
+pub fn validate_create_link_round_to_aggregate(
+    action: &CreateLink,
+    base: &AnyLinkableHash,
+    target: &AnyLinkableHash,
+) -> Verdict {
+    let hash = check!(link_target_action(target, "RoundToAggregate"));
+    let record = must_get_valid_record(hash)?;
+    let aggregate = check!(created_entry::<RoundAggregate>(
+        &record,
+        UnitEntryTypes::RoundAggregate,
+        "RoundToAggregate link target"
+    )?);
+    if record.action().author() != &action.author {
+        return Ok(Err("RoundToAggregate link author must be the aggregate's author".to_string()));
+    }
+    let expected: AnyLinkableHash = round_anchor(aggregate.round)?.into();
+    if &expected != base {
+        return Ok(Err(format!("RoundToAggregate link base is not the anchor of round {}", aggregate.round)));
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{split_payload, ChunkReader};
+
+    fn agent(i: u8) -> AgentPubKey {
+        AgentPubKey::from_raw_32(vec![i; 32])
+    }
+
+    fn action(i: u8) -> ActionHash {
+        ActionHash::from_raw_32(vec![i; 32])
+    }
+
+    /// Four honest updates near (1, ..., 1) and one far away.
+    fn rows() -> Vec<Vec<f32>> {
+        let mut rows: Vec<Vec<f32>> =
+            (0..4).map(|i| (0..24).map(|j| 1.0 + 0.01 * ((i * 7 + j) % 5) as f32).collect()).collect();
+        rows.push(vec![-20.0; 24]);
+        rows
+    }
+
+    #[test]
+    fn rule_names_round_trip() {
+        for r in Rule::ALL {
+            assert_eq!(Rule::parse(r.name()), Ok(r));
+        }
+        let err = Rule::parse("bulyan").unwrap_err();
+        assert!(err.starts_with("RoundAggregate.rule: unknown rule \"bulyan\""), "{err}");
+    }
+
+    #[test]
+    fn multi_krum_flags_the_outlier() {
+        let r = recompute(Rule::MultiKrum, 1, &rows(), &[1; 5]).unwrap();
+        assert_eq!(r.flagged, vec![4]);
+        assert!(r.values.iter().all(|v| (1.0..1.05).contains(v)));
+        let r = recompute(Rule::Krum, 1, &rows(), &[1; 5]).unwrap();
+        assert_eq!(r.flagged.len(), 4);
+        assert!(r.flagged.contains(&4));
+    }
+
+    #[test]
+    fn recompute_is_deterministic_and_mean_is_weighted() {
+        let a = recompute(Rule::Mean, 0, &rows()[..2], &[1, 3]).unwrap();
+        let b = recompute(Rule::Mean, 0, &rows()[..2], &[1, 3]).unwrap();
+        assert_eq!(payload_hash(&a.values), payload_hash(&b.values));
+        let want = (rows()[0][0] as f64 * 0.25 + rows()[1][0] as f64 * 0.75) as f32;
+        assert_eq!(a.values[0], want);
+        assert!(a.flagged.is_empty());
+        for rule in [Rule::Median, Rule::TrimmedMean] {
+            assert!(recompute(rule, 1, &rows(), &[1; 5]).unwrap().flagged.is_empty());
+        }
+    }
+
+    #[test]
+    fn preconditions_name_f() {
+        let err = recompute(Rule::Krum, 1, &rows()[..3], &[1; 3]).unwrap_err();
+        assert_eq!(err, "RoundAggregate.f: krum needs n >= 2f+3 (got n=3, f=1)");
+        let err = recompute(Rule::TrimmedMean, 2, &rows()[..4], &[1; 4]).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.f: trimmed_mean needs n > 2f"), "{err}");
+        let err = recompute(Rule::Mean, 0, &[], &[]).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.contributors: "), "{err}");
+    }
+
+    #[test]
+    fn contributor_order() {
+        assert_eq!(check_contributor_order(&[action(1), action(2)]), Ok(()));
+        assert!(check_contributor_order(&[]).is_err());
+        let err = check_contributor_order(&[action(2), action(1)]).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.contributors[1]: not strictly ascending"), "{err}");
+        assert!(check_contributor_order(&[action(1), action(1)]).is_err());
+    }
+
+    #[test]
+    fn flagged_structure() {
+        let authors: Vec<AgentPubKey> = (1..=5).map(agent).collect();
+        assert_eq!(check_flagged_structure(Rule::MultiKrum, 1, &authors, &[agent(5)]), Ok(()));
+        assert!(check_flagged_structure(Rule::MultiKrum, 1, &authors, &[]).unwrap_err().contains("0 flagged"));
+        assert!(check_flagged_structure(Rule::MultiKrum, 1, &authors, &[agent(9)])
+            .unwrap_err()
+            .starts_with("RoundAggregate.flagged[0]: "));
+        // Out of contributor order.
+        assert!(check_flagged_structure(Rule::Krum, 1, &authors, &[agent(2), agent(1), agent(3), agent(4)]).is_err());
+        assert_eq!(check_flagged_structure(Rule::Krum, 1, &authors, &[agent(1), agent(2), agent(4), agent(5)]), Ok(()));
+        assert_eq!(check_flagged_structure(Rule::Mean, 3, &authors, &[]), Ok(()));
+    }
+
+    #[test]
+    fn forged_results_are_caught() {
+        let authors: Vec<AgentPubKey> = (1..=5).map(agent).collect();
+        let honest = recompute(Rule::MultiKrum, 1, &rows(), &[1; 5]).unwrap();
+        let hash = payload_hash(&honest.values);
+        assert_eq!(check_recomputed(Rule::MultiKrum, &authors, &hash, &[agent(5)], &honest), Ok(()));
+
+        let mut forged = honest.values.clone();
+        forged[0] += 0.5;
+        let err =
+            check_recomputed(Rule::MultiKrum, &authors, &payload_hash(&forged), &[agent(5)], &honest).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.result_hash: multi_krum over the contributors gives "), "{err}");
+
+        let err = check_recomputed(Rule::MultiKrum, &authors, &hash, &[agent(1)], &honest).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.flagged: "), "{err}");
+    }
+
+    #[test]
+    fn result_digest_checks() {
+        let v: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let digest_of = |v: &[f32]| {
+            let chunks = split_payload(v, 10);
+            let mut r =
+                ChunkReader::new("RoundAggregate.result_chunks", v.len() as u64, 10, chunks.len(), false).unwrap();
+            for c in &chunks {
+                r.push(c).unwrap();
+            }
+            r.finish().0
+        };
+        let hash = payload_hash(&v);
+        assert_eq!(check_result_digest(24, &hash, &digest_of(&v)), Ok(()));
+        let err = check_result_digest(24, &[0; 32], &digest_of(&v)).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.result_hash: claimed 0000"), "{err}");
+        let mut nan = v.clone();
+        nan[3] = f32::NAN;
+        let err = check_result_digest(24, &payload_hash(&nan), &digest_of(&nan)).unwrap_err();
+        assert_eq!(err, "RoundAggregate.result_chunks: non-finite value NaN at index 3");
+        let err = check_result_digest(25, &hash, &digest_of(&v)).unwrap_err();
+        assert_eq!(err, "RoundAggregate.result_chunks: expected 25 values, got 24");
+    }
+
+    #[test]
+    fn recompute_bound() {
+        assert!(within_recompute_limit(5, 24, 120));
+        assert!(!within_recompute_limit(6, 24, 120));
+        assert!(!within_recompute_limit(usize::MAX, u64::MAX, u64::MAX - 1));
+    }
+}
