@@ -318,3 +318,21 @@ def test_score_update_agrees_in_sign_with_the_true_effect() -> None:
     assert score_update(model, params, update, lr, x_ho, y_ho) == proof.quality
     with pytest.raises(ProofError):
         score_update(model, params, update[:-1], lr, x_ho, y_ho)
+
+
+def test_dht_lottery_matches_its_definition() -> None:
+    import hashlib as _hashlib
+
+    from zerotrustml.committee import dht_committee_member
+    from zerotrustml.exceptions import ParameterError as _ParameterError
+
+    key = bytes(range(32))
+    for rnd in range(50):
+        digest = _hashlib.sha256(b"zerotrustml" + rnd.to_bytes(8, "big") + key).digest()
+        expected = int.from_bytes(digest[:8], "big") < 0.4 * 2**64
+        assert dht_committee_member("zerotrustml", rnd, key, 0.4) == expected
+    assert dht_committee_member("s", 1, key, 1.0) and not dht_committee_member("s", 1, key, 0.0)
+    with pytest.raises(_ParameterError, match="rate"):
+        dht_committee_member("s", 1, key, 1.5)
+    with pytest.raises(_ParameterError, match="key"):
+        dht_committee_member("s", 1, b"short", 0.5)

@@ -88,3 +88,6 @@ def validate_submission(
 
 def check_unique(round: int, already: int) -> None:
     """Raise SubmissionRejected (code duplicate) when already > 0."""
+
+def is_committee_member(seed: bytes, round: int, key: bytes, rate: float) -> bool:
+    """The DHT committee lottery: SHA-256(seed || round u64 BE || key)[:8] as u64 BE < rate * 2^64."""

@@ -110,6 +110,19 @@ def _selection_u(seed: int, round: int, candidate: str) -> float:
     return ((int.from_bytes(h, "big") >> 11) + 0.5) / 2.0**53
 
 
+def dht_committee_member(seed: str, round: int, public_key: bytes, rate: float) -> bool:
+    """Whether ``public_key`` sits on ``round``'s committee under the hApp's hash lottery.
+
+    The integrity zome's rule, from the same Rust code (``zerotrustml_core::committee``): the first 8
+    bytes of SHA-256(seed || round as u64 big-endian || key), big-endian, below ``rate * 2^64``. It is
+    unweighted and predictable (see ``docs/HOLOCHAIN.md``); :func:`select_committee` is the simulator's
+    reputation-weighted draw.
+    """
+    from zerotrustml import _core
+
+    return _core.is_committee_member(seed.encode(), round, bytes(public_key), rate)
+
+
 def select_committee(
     candidates: Sequence[str],
     round: int,

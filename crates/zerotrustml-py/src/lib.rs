@@ -319,6 +319,16 @@ fn check_unique(py: Python<'_>, round: u64, already: u64) -> PyResult<()> {
     validation::check_unique(round, already).map_err(|r| rejected(py, r))
 }
 
+/// The DHT's committee lottery (`zerotrustml_core::committee`), so Python checks votes as validators do.
+#[pyfunction]
+fn is_committee_member(seed: &[u8], round: u64, key: &[u8], rate: f64) -> PyResult<bool> {
+    core::committee::check_committee_rate(rate).map_err(|e| ParameterError::new_err(format!("rate: {e}")))?;
+    if key.len() != 32 {
+        return Err(ParameterError::new_err(format!("key: an Ed25519 public key is 32 bytes, got {}", key.len())));
+    }
+    Ok(core::committee::is_committee_member(seed, round, key, rate))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -340,6 +350,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_spec, m)?)?;
     m.add_function(wrap_pyfunction!(validate_submission, m)?)?;
     m.add_function(wrap_pyfunction!(check_unique, m)?)?;
+    m.add_function(wrap_pyfunction!(is_committee_member, m)?)?;
     m.add("NORM_RTOL", validation::NORM_RTOL)?;
     m.add("ValidationError", py.get_type::<ValidationError>())?;
     m.add("EmptyInputError", py.get_type::<EmptyInputError>())?;
