@@ -138,8 +138,8 @@ class RunConfig:
             raise bad(
                 "distribution", f"unknown name {self.distribution!r}; choose one of {', '.join(partition.PARTITIONS)}"
             )
-        if self.model not in models.MODELS:
-            raise bad("model", f"unknown name {self.model!r}; choose one of {', '.join(models.MODELS)}")
+        if self.model not in models.available_models():
+            raise bad("model", f"unknown name {self.model!r}; choose one of {', '.join(models.available_models())}")
         if self.backend not in BACKENDS:
             raise bad("backend", f"unknown name {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         defence.check_precondition(self.aggregator, self.nodes, self.f)
@@ -240,7 +240,7 @@ class Simulation:
         # Which nodes lie is a seeded draw, not the last ones: row order must not leak it to the defence.
         order = np.random.default_rng([c.seed, 0xB12]).permutation(c.nodes)
         byzantine = {node_ids[i] for i in order[: c.n_byzantine]}
-        model = models.make_model(c.model, ds.n_features, ds.n_classes)
+        model = models.make_model(c.model, ds.n_features, ds.n_classes, image_shape=ds.image_shape)
         spec = ModelSpec(f"{c.dataset}-{c.model}", dims=model.dims, max_norm=c.max_norm, max_round=c.rounds - 1)
         if c.attack in attacks.DATA_ATTACKS:
             poisoned = []
@@ -297,6 +297,24 @@ class Simulation:
             raise StoreError(f"round {record.round}: the record holds no optimiser state")
         return dict(state)
 
+    def _train(self, s: _Setup, r: int, params: F32, which: Sequence[str]) -> dict[str, tuple[F32, float]]:
+        """Local training of the nodes ``which`` from ``params``; node ``i`` always draws from [seed, round, i]."""
+        c = self.config
+        index = {nid: i for i, nid in enumerate(s.node_ids)}
+        return {
+            nid: models.local_update(
+                s.model,
+                params,
+                s.nodes[index[nid]].x_train,
+                s.nodes[index[nid]].y_train,
+                steps=c.local_steps,
+                lr=c.lr,
+                batch_size=c.batch_size,
+                rng=np.random.default_rng([c.seed, r, index[nid]]),
+            )
+            for nid in which
+        }
+
     async def _rewrite_metrics(self, backend: Backend, start: int) -> None:
         # The round records are the source of truth: a resumed run's JSON lines are rebuilt from them
         # (the store stage of those rounds was timed after its record was written, so it reads null).
@@ -348,19 +366,9 @@ class Simulation:
 
         # Train every node on the global model (attacks included in the stage).
         t0 = time.perf_counter()
-        updates: dict[str, F32] = {}
-        losses: dict[str, float] = {}
-        for i, (nid, nd) in enumerate(zip(s.node_ids, s.nodes, strict=True)):
-            updates[nid], losses[nid] = models.local_update(
-                s.model,
-                st.theta,
-                nd.x_train,
-                nd.y_train,
-                steps=c.local_steps,
-                lr=c.lr,
-                batch_size=c.batch_size,
-                rng=np.random.default_rng([c.seed, r, i]),
-            )
+        trained = self._train(s, r, st.theta, s.node_ids)
+        updates = {nid: g for nid, (g, _) in trained.items()}
+        losses = {nid: loss for nid, (_, loss) in trained.items()}
         mimic_target = st.mimic_target
         if byz_ids:
             honest_rows = np.stack([updates[n] for n in honest_ids])
@@ -387,20 +395,7 @@ class Simulation:
         times["train"] = time.perf_counter() - t0
 
         # The honest-only reference: the same nodes and seeds, plain example-weighted averaging, same optimiser.
-        ref_rows = [
-            models.local_update(
-                s.model,
-                st.reference,
-                s.nodes[i].x_train,
-                s.nodes[i].y_train,
-                steps=c.local_steps,
-                lr=c.lr,
-                batch_size=c.batch_size,
-                rng=np.random.default_rng([c.seed, r, i]),
-            )[0]
-            for i, nid in enumerate(s.node_ids)
-            if nid not in s.byzantine
-        ]
+        ref_rows = [g for g, _ in self._train(s, r, st.reference, honest_ids).values()]
         ref_step = np.average(np.stack(ref_rows), axis=0, weights=[counts[n] for n in honest_ids])
         ref_velocity = (c.momentum * st.reference_velocity + ref_step).astype(np.float32)
         reference = (st.reference - c.effective_server_lr * ref_velocity).astype(np.float32)
