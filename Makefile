@@ -19,6 +19,11 @@ $(VENV)/.deps: pyproject.toml
 	    "websockets>=12" "msgpack>=1.0" "pynacl>=1.5" "mlxtend>=0.23" "scikit-learn>=1.4" "matplotlib>=3.8"
 	touch $@
 
+# The torch extra (torch_mlp, torch_cnn) for the tests only: the PyPI wheel brings CUDA libraries (~5 GB).
+$(VENV)/.deps-torch: $(VENV)/.deps
+	$(PY) -m pip install -q "torch>=2.4"
+	touch $@
+
 build: $(VENV)/.deps ## build the Rust extension into .venv (release)
 	maturin develop --release --quiet
 
@@ -34,7 +39,7 @@ wasm-check: ## the core must build for wasm32 (the zomes reuse it)
 	rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	cargo build -p zerotrustml-core --no-default-features --target wasm32-unknown-unknown --release
 
-test-python: build ## pytest (differential vs Flower, properties, errors)
+test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors)
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.deps ## clippy -D warnings, rustfmt, ruff, mypy, stub check

@@ -154,7 +154,13 @@ def _default_data_dir(config: RunConfig) -> Path:
 )
 @click.option("--distribution", type=click.Choice(partition.PARTITIONS), default="iid", show_default=True)
 @click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew).")
-@click.option("--model", type=click.Choice(models.MODELS), default="softmax", show_default=True)
+@click.option(
+    "--model",
+    type=click.Choice(models.available_models()),
+    default="softmax",
+    show_default=True,
+    help="numpy models; torch_mlp and torch_cnn with the torch extra installed.",
+)
 @click.option(
     "--local-steps", default=5, show_default=True, help="Local SGD steps per round (1 + full batch = FedSGD)."
 )

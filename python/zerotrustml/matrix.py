@@ -630,8 +630,9 @@ class MatrixSpec:
                 raise ParameterError(f"seeds: must be >= 0 (got {s})")
         if self.dataset not in data.DATASETS + data.PATH_DATASETS:
             raise ParameterError(f"dataset: unknown name {self.dataset!r}")
-        if self.model not in models.MODELS:
-            raise ParameterError(f"model: unknown name {self.model!r}; choose one of {', '.join(models.MODELS)}")
+        if self.model not in models.available_models():
+            names = ", ".join(models.available_models())
+            raise ParameterError(f"model: unknown name {self.model!r}; choose one of {names}")
         if self.backend not in BACKENDS:
             raise ParameterError(f"backend: unknown name {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         defence_settings(self.defence_config)  # a bad settings file or environment value raises here

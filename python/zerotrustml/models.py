@@ -26,6 +26,7 @@ Training one node is :func:`local_update`, which returns the pseudo-gradient
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import numbers
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ from zerotrustml.exceptions import ParameterError, ShapeError
 
 __all__ = [
     "MODELS",
+    "TORCH_MODELS",
+    "available_models",
     "Model",
     "SoftmaxRegression",
     "MLP",
@@ -52,6 +55,9 @@ F64 = npt.NDArray[np.float64]
 Labels = npt.NDArray[np.integer[Any]]
 
 MODELS = ("softmax", "mlp")
+
+TORCH_MODELS = ("torch_mlp", "torch_cnn")
+"""The :mod:`zerotrustml.models_torch` models, built by :func:`make_model` when torch is installed."""
 
 DEFAULT_L2 = 1e-4
 """Weight decay: small enough not to bias accuracy, large enough to keep a
@@ -388,24 +394,41 @@ class MLP(_FlatModel):
         return loss + 0.5 * self.l2 * (float(np.vdot(w1, w1)) + float(np.vdot(w2, w2))), g
 
 
-def make_model(name: str, n_features: int, n_classes: int, **kw: Any) -> Model:
+def available_models() -> tuple[str, ...]:
+    """:data:`MODELS`, then :data:`TORCH_MODELS` when torch is installed (found, not imported: that takes seconds)."""
+    return MODELS + TORCH_MODELS if importlib.util.find_spec("torch") is not None else MODELS
+
+
+def make_model(
+    name: str, n_features: int, n_classes: int, *, image_shape: tuple[int, ...] | None = None, **kw: Any
+) -> Model:
     """Build a model by name.
 
     Parameters
     ----------
-    name : {"softmax", "mlp"}
+    name : {"softmax", "mlp", "torch_mlp", "torch_cnn"}
+        The torch names need torch (:func:`available_models`).
     n_features, n_classes : int
+    image_shape : tuple of int or None
+        The dataset's ``(C, H, W)``: required by ``"torch_cnn"``, ignored by the others.
     **kw
-        ``l2`` for both; ``hidden`` for ``"mlp"``.
+        ``l2`` for all; ``hidden`` for ``"mlp"`` and ``"torch_mlp"``.
 
     Raises
     ------
     ParameterError
-        Unknown name or option, or a bad value.
+        Unknown name or option, a bad value, a torch name without torch, or
+        ``"torch_cnn"`` without ``image_shape``.
     """
+    if name in TORCH_MODELS:
+        try:
+            from zerotrustml import models_torch
+        except ImportError as e:
+            raise ParameterError(f"model: {name!r} needs torch (pip install 'zerotrustml[torch]'): {e}") from e
+        return models_torch.make_torch_model(name, n_features, n_classes, image_shape=image_shape, **kw)
     options = {"softmax": ("l2",), "mlp": ("hidden", "l2")}
     if name not in options:
-        raise ParameterError(f"model: unknown name {name!r}; choose one of {', '.join(MODELS)}")
+        raise ParameterError(f"model: unknown name {name!r}; choose one of {', '.join(available_models())}")
     for key in kw:
         if key not in options[name]:
             raise ParameterError(f"model: unknown option {key!r} for {name!r}; known: {', '.join(options[name])}")

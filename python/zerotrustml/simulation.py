@@ -25,6 +25,7 @@ import base64
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,6 +241,12 @@ class Simulation:
         # Which nodes lie is a seeded draw, not the last ones: row order must not leak it to the defence.
         order = np.random.default_rng([c.seed, 0xB12]).permutation(c.nodes)
         byzantine = {node_ids[i] for i in order[: c.n_byzantine]}
+        if c.model in models.TORCH_MODELS and "ZEROTRUSTML_TORCH_THREADS" not in os.environ:
+            import torch
+
+            # Nodes train one after another on small models: intra-op threads cost more than they save
+            # (20-40x slower on 2 busy cores). ZEROTRUSTML_TORCH_THREADS leaves torch's setting alone.
+            torch.set_num_threads(1)
         model = models.make_model(c.model, ds.n_features, ds.n_classes, image_shape=ds.image_shape)
         spec = ModelSpec(f"{c.dataset}-{c.model}", dims=model.dims, max_norm=c.max_norm, max_round=c.rounds - 1)
         if c.attack in attacks.DATA_ATTACKS:
