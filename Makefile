@@ -42,7 +42,7 @@ wasm-check: ## the core must build for wasm32 (the zomes reuse it)
 test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors)
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.deps ## clippy -D warnings, rustfmt, ruff, mypy, stub check
+lint: $(VENV)/.deps $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruff, mypy, stub check
 	cargo fmt --check
 	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
 	cargo clippy -p gradients_integrity -p gradients --release --all-targets -- -D warnings
