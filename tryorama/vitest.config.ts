@@ -6,6 +6,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["src/**/*.test.ts"],
+    // Works around an unhandled EPIPE in tryorama 0.19's conductor setup (see src/setup.ts).
+    setupFiles: ["src/setup.ts"],
     testTimeout: 240_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
