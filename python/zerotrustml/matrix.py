@@ -78,6 +78,7 @@ from typing import Any, cast
 
 from zerotrustml import attacks, data, defence, models, partition
 from zerotrustml.backends import BACKENDS
+from zerotrustml.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, PreconditionError, ValidationError
 from zerotrustml.simulation import RunConfig
 
@@ -376,7 +377,7 @@ def distribution_label(dist: Distribution) -> str:
 
 
 # -- the specification ----------------------------------------------------------------------------------------------
-def defence_settings(path: str | None) -> dict[str, Any] | None:
+def defence_settings(path: str | None) -> dict[str, Any]:
     """The defence settings runs resolve: defaults, the file at ``path``, then the environment.
 
     The simulator reads these (``zerotrustml.config.DefenceConfig``) in every
@@ -391,19 +392,14 @@ def defence_settings(path: str | None) -> dict[str, Any] | None:
 
     Returns
     -------
-    dict or None
-        The resolved settings; ``None`` when this build has no defence
-        settings module.
+    dict
+        The resolved settings.
 
     Raises
     ------
     ParameterError
         A bad settings file or environment value.
     """
-    try:
-        from zerotrustml.config import DefenceConfig
-    except ImportError:
-        return None
     return dict(DefenceConfig.load(path).to_json())
 
 
