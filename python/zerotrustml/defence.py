@@ -25,16 +25,8 @@ import numpy.typing as npt
 from zerotrustml import aggregators
 from zerotrustml.exceptions import ParameterError, PreconditionError
 
-DEFENCES = (
-    "mean",
-    "krum",
-    "multi_krum",
-    "median",
-    "trimmed_mean",
-    "bulyan",
-    "geometric_median",
-    "centered_clipping",
-)
+#: The plain robust rules, as :mod:`zerotrustml.aggregators` names them.
+DEFENCES = aggregators.RULES
 
 #: Every defence ``zerotrustml run --aggregator`` accepts: the plain rules and the full pipeline
 #: (:mod:`zerotrustml.pipeline`, which the simulator runs itself).

@@ -647,17 +647,15 @@ class EdgeProofGenerator:
         before, after, n = holdout_losses(model, params, u32, lr, x_holdout, y_holdout)
         if not (math.isfinite(before) and math.isfinite(after)):
             raise _error("loss_after", "non_finite", f"held-out losses are {before!r} -> {after!r}")
-        return _sign_proof(
+        return sign_claim(
             self._key,
             node_id=node_id,
             round=round,
             payload_hash=actual,
-            nonce=os.urandom(NONCE_BYTES),
             loss_before=before,
             loss_after=after,
             holdout_size=n,
-            lr=float(lr),
-            public_key=self.public_key,
+            lr=lr,
         )
 
 
