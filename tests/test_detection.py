@@ -18,7 +18,7 @@ from conftest import exact_krum_scores
 
 from zerotrustml import aggregators
 from zerotrustml.config import DefenceConfig
-from zerotrustml.detection import COMPONENTS, Evidence, flag, robust_z, similarity_evidence
+from zerotrustml.detection import COMPONENTS, MAD_TO_SIGMA, Evidence, flag, robust_z, similarity_evidence
 from zerotrustml.exceptions import NonFiniteError, ParameterError, PreconditionError, ShapeError
 
 CONFIG = DefenceConfig()
@@ -257,9 +257,11 @@ def _evidence(n: int = 6, **changes: object) -> Evidence:
         norms=np.ones(n),
         norm_z=zeros.copy(),
         cos_median=np.full(n, 0.5),
+        cos_median_z=zeros.copy(),
         dist_median=np.ones(n),
         dist_z=zeros.copy(),
         cos_reference=None,
+        cos_reference_z=None,
         reference_agreement=None,
         krum_scores=np.ones(n),
         krum_z=zeros.copy(),
@@ -352,3 +354,47 @@ def test_noise_at_half_the_nodes_is_found_by_the_krum_core() -> None:
     assert (ev.krum_z[:10] <= CONFIG.similarity_z_threshold).all()
     core = robust_z(np.array([1.0, 1.1, 0.9, 50.0, 60.0]), 0.2, core=3)
     assert core[3] > 100 and abs(core[0]) < 1
+
+
+def test_relative_direction_scores_only_opposed_outliers() -> None:
+    """Inside the band, a cosine counts when it is negative and far below the round's typical cosine."""
+    cos = np.array([-0.2, 0.05, -0.2, -0.6, 0.5, 0.5])
+    z = np.array([-7.0, -7.0, -3.5, 0.0, 0.0, 0.0])
+    v = flag(_evidence(cos_median=cos, cos_median_z=z), CONFIG)
+    assert v.components["direction"][0] == 1.0  # opposed, z twice the threshold
+    assert v.components["direction"][1] == 0.0  # far below typical but not opposed: elsewhere, as label skew is
+    assert v.components["direction"][2] == 0.0  # z at the threshold is not past it
+    assert v.components["direction"][3] == pytest.approx(0.5 + 0.5 * 0.1 / 0.5)  # the band, as before
+    assert list(v.flagged) == [True, False, False, True, False, False]
+    assert "robust z -7.0" in v.reasons[0][0] and "LABEL_SKEW_COS_MIN" not in v.reasons[0][0]
+
+
+def test_contrary_direction_inside_the_band_is_flagged_without_skew() -> None:
+    """Honest updates that agree (no label skew): a reversed one scaled into the band stands out."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal(D)
+    honest = [g + 1.2 * rng.standard_normal(D) for _ in range(14)]
+    # Cosine to the median about -0.3: inside the band, far from the honest ones (about +0.6).
+    contrary = [-0.5 * g + 1.2 * rng.standard_normal(D) for _ in range(6)]
+    x = np.asarray(honest + contrary, dtype=np.float32)
+    ev = similarity_evidence(x, None, 6, CONFIG)
+    assert np.all(ev.cos_median[14:] > CONFIG.label_skew_cos_min) and np.all(ev.cos_median[14:] < 0)
+    v = flag(ev, CONFIG)
+    assert list(np.flatnonzero(v.flagged)) == list(range(14, 20)), [r for r in v.reasons if r]
+
+
+def test_copies_do_not_set_the_typical_cosine() -> None:
+    """Location and scale of the cosine z-score take one value per minority cluster of copies."""
+    rng = np.random.default_rng(4)
+    x, _ = with_outliers(rng)
+    ev = similarity_evidence(x, None, 4, CONFIG)
+    (cluster,) = ev.clusters
+    among = [i for i in range(ev.n) if i not in cluster[1:]]
+    np.testing.assert_allclose(ev.cos_median_z, robust_z(ev.cos_median, CONFIG.similarity_mad_floor, among=among))
+    assert ev.cos_reference_z is None
+
+
+def test_robust_z_among_sets_location_and_scale_only() -> None:
+    v = np.array([1.0, 2.0, 3.0, 100.0, 100.0, 100.0])
+    z = robust_z(v, 0.0, among=[0, 1, 2])
+    np.testing.assert_allclose(z, (v - 2.0) / (MAD_TO_SIGMA * 1.0))

@@ -6,7 +6,11 @@ uses generic robust statistics only, none keyed to one attack:
 
 - direction: the cosine of each update to the coordinate median (and to the
   previous aggregate), against the tolerated label-skew band
-  ``[LABEL_SKEW_COS_MIN, LABEL_SKEW_COS_MAX]``;
+  ``[LABEL_SKEW_COS_MIN, LABEL_SKEW_COS_MAX]``, and against the round's own
+  spread of cosines (a robust z-score of a negative cosine): where honest
+  updates agree closely, as without label skew, a direction against theirs
+  stands out even inside the band; where label skew spreads them, the
+  spread widens and the test stays quiet;
 - magnitude: the L2 distance to the coordinate median, as a robust z-score
   (median and MAD over the round's nodes), and the norm, likewise;
 - neighbourhood: the Krum score (sum of the ``n - f - 2`` smallest squared
@@ -77,12 +81,18 @@ class Evidence:
         Robust z-score of ``norms``.
     cos_median : ndarray
         Cosine to the coordinate median (0 when either vector is zero).
+    cos_median_z : ndarray
+        Robust z-score of ``cos_median``, with location and scale taken over
+        one value per near-duplicate minority cluster (see :func:`robust_z`'s
+        ``among``): copies are not independent evidence of what is typical.
     dist_median : ndarray
         L2 distance to the coordinate median.
     dist_z : ndarray
         Robust z-score of ``dist_median`` (see :func:`robust_z`).
     cos_reference : ndarray or None
         Cosine to the reference (the previous aggregate), when one was given.
+    cos_reference_z : ndarray or None
+        Robust z-score of ``cos_reference``, like ``cos_median_z``.
     reference_agreement : float or None
         Median of ``cos_reference``: how far the round as a whole agrees with
         the reference.
@@ -107,9 +117,11 @@ class Evidence:
     norms: F64
     norm_z: F64
     cos_median: F64
+    cos_median_z: F64
     dist_median: F64
     dist_z: F64
     cos_reference: F64 | None
+    cos_reference_z: F64 | None
     reference_agreement: float | None
     krum_scores: F64
     krum_z: F64
@@ -141,9 +153,11 @@ class Evidence:
             "norms": arr(self.norms),
             "norm_z": arr(self.norm_z),
             "cos_median": arr(self.cos_median),
+            "cos_median_z": arr(self.cos_median_z),
             "dist_median": arr(self.dist_median),
             "dist_z": arr(self.dist_z),
             "cos_reference": arr(self.cos_reference),
+            "cos_reference_z": arr(self.cos_reference_z),
             "reference_agreement": self.reference_agreement,
             "krum_scores": arr(self.krum_scores),
             "krum_z": arr(self.krum_z),
@@ -188,7 +202,9 @@ class SimilarityVerdict:
 Z_CLIP = 1e12
 
 
-def robust_z(values: npt.ArrayLike, mad_floor: float, core: int | None = None) -> F64:
+def robust_z(
+    values: npt.ArrayLike, mad_floor: float, core: int | None = None, among: npt.ArrayLike | None = None
+) -> F64:
     """Robust z-scores: ``(v - median) / max(1.4826 * MAD, mad_floor * |median|)``.
 
     The floor keeps a near-zero MAD (honest values that all agree, as
@@ -196,12 +212,16 @@ def robust_z(values: npt.ArrayLike, mad_floor: float, core: int | None = None) -
     large scores. When both terms are zero (more than half the values equal
     their median, and that median is zero), the scale is the smallest
     positive float, so values equal to the median score 0.
+
+    ``among`` (indices) restricts the values that set location and scale;
+    ``core`` then keeps the ``core`` smallest of those. Every value is scored.
     """
     v = np.asarray(values, dtype=np.float64)
+    pool = v if among is None else v[np.asarray(among, dtype=np.int64)]
     # With ``core``, location and scale come from the ``core`` smallest values only: the n - f updates an
     # honest majority must contain. At f close to n/2 the plain median sits on the boundary between honest
     # and Byzantine values and the MAD spans both; the core stays inside the honest ones.
-    ref = np.sort(v)[:core] if core is not None and 0 < core < v.size else v
+    ref = np.sort(pool)[:core] if core is not None and 0 < core < pool.size else pool
     med = float(np.median(ref))
     mad = float(np.median(np.abs(ref - med)))
     scale = max(MAD_TO_SIGMA * mad, mad_floor * abs(med), float(np.finfo(np.float64).tiny))
@@ -371,15 +391,25 @@ def similarity_evidence(
     krum_z = robust_z(np.sqrt(krum_scores / k), config.similarity_mad_floor, core=n - f)
 
     nn, limit, clusters = _near_duplicates(x, dist2, err, norms, config)
+    # One value per minority near-duplicate cluster sets what a typical cosine is: thirty percent copies
+    # would otherwise shrink the spread to theirs and make every honest direction look atypical.
+    extra = {i for g in clusters if 2 * len(g) <= n for i in g[1:]}
+    among = [i for i in range(n) if i not in extra]
+    cos_median_z = robust_z(cos_median, config.similarity_mad_floor, among=among)
+    cos_reference_z = (
+        None if cos_reference is None else robust_z(cos_reference, config.similarity_mad_floor, among=among)
+    )
     return Evidence(
         f=f,
         krum_k=k,
         norms=norms,
         norm_z=robust_z(norms, config.similarity_mad_floor),
         cos_median=cos_median,
+        cos_median_z=cos_median_z,
         dist_median=dist_median,
         dist_z=dist_z,
         cos_reference=cos_reference,
+        cos_reference_z=cos_reference_z,
         reference_agreement=agreement,
         krum_scores=krum_scores,
         krum_z=krum_z,
@@ -404,17 +434,42 @@ def _above_z(z: F64, threshold: float) -> F64:
     return np.where(z > threshold, np.minimum(1.0, 0.5 * z / threshold), 0.0)
 
 
+def _opposed(cos: F64, z: F64, threshold: float) -> F64:
+    """The relative direction score: a negative cosine whose robust z is below ``-threshold``.
+
+    Only a direction that opposes the consensus counts: a label-skewed minority, however few its nodes,
+    points elsewhere (cosine near zero), not against it.
+    """
+    return np.where(cos < 0.0, _above_z(-z, threshold), 0.0)
+
+
+def _direction_reason(to: str, cos: float, z: float, config: DefenceConfig) -> str:
+    """Why a direction test fired: below the band, or far below the round's typical cosine."""
+    parts = []
+    if cos < config.label_skew_cos_min:
+        parts.append(f"< LABEL_SKEW_COS_MIN {config.label_skew_cos_min}")
+    if cos < 0.0 and -z > config.similarity_z_threshold:
+        parts.append(f"robust z {z:.1f} < -SIMILARITY_Z_THRESHOLD {config.similarity_z_threshold}")
+    return f"cosine to {to} {cos:.3f} " + " and ".join(parts)
+
+
 def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     """Suspicion and a flag per node from the evidence of one round.
 
     Each test gives a score in [0, 1] that is 0 while the node passes, 0.5
     just past the test's threshold and grows with the margin:
 
-    - ``direction``: cosine to the median below ``LABEL_SKEW_COS_MIN``:
-      ``0.5 + 0.5 (cos_min - cos) / (cos_min + 1)``. A cosine inside the
-      band ``[LABEL_SKEW_COS_MIN, LABEL_SKEW_COS_MAX]`` scores 0, so label
-      skew alone never flags a node;
-    - ``reference``: the same on the cosine to the previous aggregate, used
+    - ``direction``: the larger of two scores. Cosine to the median below
+      ``LABEL_SKEW_COS_MIN``: ``0.5 + 0.5 (cos_min - cos) / (cos_min + 1)``
+      (the absolute band). And the robust z of that cosine below
+      ``-SIMILARITY_Z_THRESHOLD`` when the cosine is negative, scored like
+      the distance test (the relative test): a direction that opposes the
+      consensus while the round's updates agree with it. Without label skew
+      honest cosines agree and a contrary direction inside the band stands
+      out; label skew spreads the honest cosines, which widens the scale of
+      the z-score, and a skewed minority points elsewhere (cosine near 0)
+      rather than against the consensus, so skew alone does not trip it;
+    - ``reference``: the same two on the cosine to the previous aggregate, used
       only when the round's median cosine to it is at least
       ``REFERENCE_AGREEMENT_MIN`` (otherwise the reference is stale and
       would flag honest nodes);
@@ -462,7 +517,9 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     # magnitude cannot be far from the median; the upper bound matters only for copies.)
     tolerated = (cos >= config.label_skew_cos_min) & (evidence.norm_z <= z_max)
     comps: dict[str, F64] = {
-        "direction": _below_band(cos, config.label_skew_cos_min),
+        "direction": np.maximum(
+            _below_band(cos, config.label_skew_cos_min), _opposed(cos, evidence.cos_median_z, z_max)
+        ),
         "reference": np.zeros(n),
         "distance": np.where(tolerated, 0.0, _above_z(evidence.dist_z, z_max)),
         "krum": np.where(tolerated, 0.0, _above_z(evidence.krum_z, z_max)),
@@ -473,8 +530,11 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
         and evidence.reference_agreement is not None
         and evidence.reference_agreement >= config.reference_agreement_min
     )
-    if reference_used and evidence.cos_reference is not None:
-        comps["reference"] = _below_band(evidence.cos_reference, config.label_skew_cos_min)
+    if reference_used and evidence.cos_reference is not None and evidence.cos_reference_z is not None:
+        comps["reference"] = np.maximum(
+            _below_band(evidence.cos_reference, config.label_skew_cos_min),
+            _opposed(evidence.cos_reference, evidence.cos_reference_z, z_max),
+        )
     cluster_of = evidence.cluster_of()
     for members in evidence.clusters:
         if 2 * len(members) > n:
@@ -489,13 +549,12 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     for i in range(n):
         why: list[str] = []
         if comps["direction"][i] > 0:
+            why.append(_direction_reason("the median", evidence.cos_median[i], evidence.cos_median_z[i], config))
+        if comps["reference"][i] > 0 and evidence.cos_reference is not None and evidence.cos_reference_z is not None:
             why.append(
-                f"cosine to the median {evidence.cos_median[i]:.3f} < LABEL_SKEW_COS_MIN {config.label_skew_cos_min}"
-            )
-        if comps["reference"][i] > 0 and evidence.cos_reference is not None:
-            why.append(
-                f"cosine to the previous aggregate {evidence.cos_reference[i]:.3f} < LABEL_SKEW_COS_MIN "
-                f"{config.label_skew_cos_min}"
+                _direction_reason(
+                    "the previous aggregate", evidence.cos_reference[i], evidence.cos_reference_z[i], config
+                )
             )
         if comps["distance"][i] > 0:
             why.append(
