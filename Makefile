@@ -27,7 +27,7 @@ $(VENV)/.deps-torch: $(VENV)/.deps
 build: $(VENV)/.deps ## build the Rust extension into .venv (release)
 	maturin develop --release --quiet
 
-run: build ## the main job: simulate 20 nodes, 30% sign flip, MNIST, Multi-Krum (embedded store, no services)
+run: build ## the main job: simulate 20 nodes, 30% sign flip, MNIST, the detection pipeline (embedded store, no services)
 	$(PY) -m zerotrustml run
 
 test: build lint test-rust wasm-check test-python test-holochain test-tryorama ## every test: Rust, wasm, Python, real conductors

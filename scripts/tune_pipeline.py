@@ -5,12 +5,15 @@ MNIST partitions (20 nodes, ROUNDS rounds, default 20) and prints TPR, FPR and t
 honest-only averaging per cell, averaged over the two seeds. Defence parameters come from the environment
 (e.g. ``REPUTATION_REWARD=0.02``), as in every run.
 
-    .venv/bin/python scripts/tune_pipeline.py [attack,attack,...]
+    .venv/bin/python scripts/tune_pipeline.py [attack,attack,...] [--write]
+
+``--write`` (with every attack) replaces the tuning table in docs/DETECTION.md with this run's.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime
 import itertools
 import os
 import sys
@@ -20,6 +23,8 @@ from pathlib import Path
 
 from zerotrustml.attacks import ATTACKS
 
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- tuning:start -->", "<!-- tuning:end -->"
 FRACTIONS = (0.3, 0.4, 0.5)
 PARTITIONS = (("iid", 0.5), ("dirichlet", 0.1))
 TUNING_SEEDS = (1, 2)
@@ -43,20 +48,47 @@ def one(cell: tuple[str, float, tuple[str, float], int]) -> tuple[str, float, st
     return attack, fraction, dist, seed, s["tpr"], s["fpr"], 100 * s["accuracy_gap"]
 
 
+def write_table(rows: list[tuple[str, float, str, float, float, float]], rounds: int) -> None:
+    """Replace the tuning block of docs/DETECTION.md with these rows."""
+    names = {"iid": "IID", "dirichlet": "Dirichlet(0.1)"}
+    mean_tpr = sum(r[3] for r in rows) / len(rows)
+    mean_fpr = sum(r[4] for r in rows) / len(rows)
+    lines = [
+        START,
+        f"Command: `.venv/bin/python scripts/tune_pipeline.py --write` (seeds 1-2, the pipeline only, {rounds} "
+        f"rounds; run {datetime.date.today().isoformat()}). Mean over these cells: TPR {mean_tpr:.2f}, "
+        f"FPR {mean_fpr:.3f}.",
+        "",
+        "| attack | fraction | partition | TPR | FPR | accuracy gap (points) |",
+        "|---|---|---|---|---|---|",
+        *(f"| {a} | {f} | {names[d]} | {t:.2f} | {p:.3f} | {g:+.1f} |" for a, f, d, t, p, g in rows),
+        END,
+    ]
+    path = ROOT / "docs" / "DETECTION.md"
+    text = path.read_text()
+    head, rest = text.split(START, 1)
+    path.write_text(head + "\n".join(lines) + rest.split(END, 1)[1])
+
+
 def main() -> None:
-    attacks = sys.argv[1].split(",") if len(sys.argv) > 1 else [a for a in ATTACKS if a != "none"]
+    args = [a for a in sys.argv[1:] if a != "--write"]
+    write = "--write" in sys.argv[1:]
+    attacks = args[0].split(",") if args else [a for a in ATTACKS if a != "none"]
+    if write and args:
+        sys.exit("--write needs every attack (no attack list)")
     cells = list(itertools.product(attacks, FRACTIONS, PARTITIONS, TUNING_SEEDS))
     groups: dict[tuple[str, float, str], list[tuple[float, float, float]]] = collections.defaultdict(list)
     with ProcessPoolExecutor(os.cpu_count()) as pool:
         for attack, fraction, dist, _, tpr, fpr, gap in pool.map(one, cells):
             groups[(attack, fraction, dist)].append((tpr, fpr, gap))
-    tprs, fprs = [], []
+    rows = []
     for (attack, fraction, dist), rs in groups.items():
         tpr, fpr, gap = (sum(col) / len(col) for col in zip(*rs, strict=True))
-        tprs.append(tpr)
-        fprs.append(fpr)
+        rows.append((attack, fraction, dist, tpr, fpr, gap))
         print(f"{attack:18s} {fraction} {dist:10s} TPR {tpr:.2f} FPR {fpr:.3f} gap {gap:+.1f}", flush=True)
-    print("MEAN TPR", sum(tprs) / len(tprs), "FPR", sum(fprs) / len(fprs))
+    print("MEAN TPR", sum(r[3] for r in rows) / len(rows), "FPR", sum(r[4] for r in rows) / len(rows))
+    if write:
+        write_table(rows, int(os.environ.get("ROUNDS", "20")))
 
 
 if __name__ == "__main__":

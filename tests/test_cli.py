@@ -29,7 +29,7 @@ def test_defaults_are_the_documented_scenario() -> None:
         0.3,
         "sign_flip",
         "mnist",
-        "multi_krum",
+        "pipeline",
         "embedded",
     )
 
@@ -51,7 +51,7 @@ def test_run_writes_summary_metrics_and_plot(tmp_path: Path) -> None:
 
 
 def test_default_mnist_scenario_runs_from_the_module(tmp_path: Path) -> None:
-    # The README's main command with fewer rounds: the real MNIST digits, Multi-Krum, 30% sign flip.
+    # The README's main command with fewer rounds: the real MNIST digits, the pipeline, 30% sign flip.
     proc = subprocess.run(
         [sys.executable, "-m", "zerotrustml", "run", "--rounds", "3", "--quiet", "--data-dir", str(tmp_path)],
         capture_output=True,
@@ -60,7 +60,8 @@ def test_default_mnist_scenario_runs_from_the_module(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(Path(proc.stdout.strip()).read_text())
-    assert summary["params"]["dataset"] == "mnist" and summary["final_accuracy"] > 0.5
+    assert summary["params"]["dataset"] == "mnist" and summary["params"]["aggregator"] == "pipeline"
+    assert summary["final_accuracy"] > 0.5
 
 
 def test_unknown_names_and_impossible_parameters(tmp_path: Path) -> None:

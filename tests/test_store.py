@@ -375,6 +375,8 @@ async def test_round_record_bad_input(tmp_path: Path) -> None:
         before = await store.export()
         with pytest.raises(ShapeError, match="aggregate: the model has 8 parameters, got 9"):
             await store.put_round_record(dataclasses.replace(rec, aggregate=vec(1, dims=DIMS + 1)))
+        with pytest.raises(ShapeError, match="model: the model has 8 parameters, got 7"):
+            await store.put_round_record(dataclasses.replace(rec, model=vec(1, dims=DIMS - 1)))
         with pytest.raises(ParameterError, match="metrics: not JSON-serialisable"):
             await store.put_round_record(dataclasses.replace(rec, metrics={"loss": float("inf")}))
         with pytest.raises(ParameterError, match="evidence: not JSON-serialisable"):

@@ -138,7 +138,7 @@ def _default_data_dir(config: RunConfig) -> Path:
     metavar="KEY=VALUE",
     help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
 )
-@click.option("--aggregator", type=click.Choice(defence.ALL_DEFENCES), default="multi_krum", show_default=True)
+@click.option("--aggregator", type=click.Choice(defence.ALL_DEFENCES), default="pipeline", show_default=True)
 @click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
 @click.option(
     "--dataset",
@@ -204,7 +204,7 @@ def run(
     """Simulate federated training with Byzantine nodes and a robust aggregator.
 
     With no options: 20 nodes, 30% sign flip, 5,000 real MNIST digits,
-    softmax regression, Multi-Krum, on the embedded SQLite store.
+    softmax regression, the full detection pipeline, on the embedded SQLite store.
     """
     console = Console(quiet=quiet)
     try:

@@ -56,7 +56,7 @@ class RunConfig:
     rounds: int = 30
     byzantine_fraction: float = 0.3
     attack: str = "sign_flip"
-    aggregator: str = "multi_krum"
+    aggregator: str = "pipeline"
     dataset: str = "mnist"
     dataset_path: str | None = None
     distribution: str = "iid"

@@ -675,8 +675,11 @@ class EmbeddedStore(Backend):
     # ------------------------------------------------------------ round records
 
     def _check_record_dims(self, record: RoundRecord) -> None:
-        if self._spec is not None and record.aggregate.shape[0] != self._spec.dims:
-            raise ShapeError(f"aggregate: the model has {self._spec.dims} parameters, got {record.aggregate.shape[0]}")
+        if self._spec is None:
+            return
+        for name, vector in (("aggregate", record.aggregate), ("model", record.model)):
+            if vector.shape[0] != self._spec.dims:
+                raise ShapeError(f"{name}: the model has {self._spec.dims} parameters, got {vector.shape[0]}")
 
     async def put_round_record(self, record: RoundRecord) -> None:
         if not isinstance(record, RoundRecord):
