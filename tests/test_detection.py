@@ -175,24 +175,29 @@ def test_evidence_fields() -> None:
     x, byz = with_outliers(np.random.default_rng(2))
     n, f = x.shape[0], int(byz.sum())
     ev = similarity_evidence(x, None, f, CONFIG)
-    assert ev.n == n and ev.f == f and ev.krum_k == n - f - 2
+    assert list(ev.cluster_of()) == [-1] * 18 + [0, 0, 0]
+    # The statistics take one row per cluster: the 18 singletons and the cluster's first copy.
+    distinct = list(range(19))
+    m = len(distinct)
+    assert ev.n == n and ev.f == f and ev.krum_k == m - f - 2
     for name in ("norms", "norm_z", "cos_median", "dist_median", "dist_z", "krum_scores", "krum_z", "nn_distance"):
         arr = getattr(ev, name)
         assert arr.shape == (n,) and arr.dtype == np.float64, name
     assert ev.cos_reference is None and ev.reference_agreement is None
     x64 = x.astype(np.float64)
-    med = np.asarray(aggregators.median(x).vector, dtype=np.float64)
+    med = np.asarray(aggregators.median(x[distinct]).vector, dtype=np.float64)
     np.testing.assert_allclose(ev.norms, np.linalg.norm(x64, axis=1), rtol=1e-5)
     np.testing.assert_allclose(ev.dist_median, np.linalg.norm(x64 - med, axis=1), rtol=1e-5)
     cos = x64 @ med / np.linalg.norm(x64, axis=1) / np.linalg.norm(med)
     np.testing.assert_allclose(ev.cos_median, cos, atol=1e-6)
-    np.testing.assert_allclose(ev.krum_scores, exact_krum_scores(x, f), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ev.dist_z, robust_z(ev.dist_median, CONFIG.similarity_mad_floor))
-    np.testing.assert_allclose(ev.norm_z, robust_z(ev.norms, CONFIG.similarity_mad_floor))
-    # Krum scores are standardised on the n - f lowest scores (the core an honest majority contains).
-    expected = robust_z(np.sqrt(ev.krum_scores / ev.krum_k), CONFIG.similarity_mad_floor, core=ev.n - ev.f)
+    scores = exact_krum_scores(x[distinct], f)
+    np.testing.assert_allclose(ev.krum_scores, np.concatenate([scores, [scores[-1]] * 2]), rtol=1e-4, atol=1e-5)
+    floor = CONFIG.similarity_mad_floor
+    np.testing.assert_allclose(ev.dist_z, robust_z(ev.dist_median, floor, among=distinct))
+    np.testing.assert_allclose(ev.norm_z, robust_z(ev.norms, floor, among=distinct))
+    # Krum scores are standardised on the m - f lowest distinct scores (the core an honest majority contains).
+    expected = robust_z(np.sqrt(ev.krum_scores / ev.krum_k), floor, core=m - f, among=distinct)
     np.testing.assert_allclose(ev.krum_z, expected)
-    assert list(ev.cluster_of()) == [-1] * 18 + [0, 0, 0]
     json.dumps(ev.to_json())
     verdict = flag(ev, CONFIG)
     assert verdict.suspicion.shape == (n,) and verdict.flagged.dtype == np.bool_
@@ -303,8 +308,9 @@ def test_sybil_scores_above_and_inside_the_band() -> None:
     assert (
         list(flag(_evidence(cos_median=cos, clusters=((0, 1), (2, 3))), strict).flagged) == [True, True] + [False] * 4
     )
-    # A cluster that is a strict majority is the consensus.
-    assert not flag(_evidence(cos_median=cos, clusters=((0, 1, 2, 3),)), CONFIG).flagged.any()
+    # A strict majority of copies is still copies; only a round in which every update agrees is a consensus.
+    assert list(flag(_evidence(cos_median=cos, clusters=((0, 1, 2, 3),)), CONFIG).flagged) == [True] * 4 + [False] * 2
+    assert not flag(_evidence(cos_median=cos, clusters=(tuple(range(6)),)), CONFIG).flagged.any()
 
 
 def test_robust_z_floor() -> None:
@@ -398,3 +404,17 @@ def test_robust_z_among_sets_location_and_scale_only() -> None:
     v = np.array([1.0, 2.0, 3.0, 100.0, 100.0, 100.0])
     z = robust_z(v, 0.0, among=[0, 1, 2])
     np.testing.assert_allclose(z, (v - 2.0) / (MAD_TO_SIGMA * 1.0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_copies_of_one_honest_update_are_flagged_even_as_a_majority(seed: int) -> None:
+    """A mimic block: ten copies of one honest update beside nine other honest ones (11 of 20 identical)."""
+    rng = np.random.default_rng(seed)
+    honest = label_skew_honest(rng, (4, 3, 3))
+    x = np.vstack([honest, np.repeat(honest[:1], 10, axis=0)])
+    ev = similarity_evidence(x, None, 10, CONFIG)
+    assert ev.clusters == ((0, *range(10, 20)),)
+    v = flag(ev, CONFIG)
+    assert list(np.flatnonzero(v.flagged)) == [0, *range(10, 20)], [r for r in v.reasons if r]
+    # The copies count once, so the median is the honest rows': every honest cosine stays in the band.
+    assert np.all(ev.cos_median[1:10] > CONFIG.label_skew_cos_min)

@@ -72,19 +72,19 @@ class Evidence:
     f : int
         The assumed number of Byzantine updates.
     krum_k : int
-        Neighbours summed in a Krum score: ``n - f - 2``, clipped to
-        ``[1, n - 1]`` (detection only needs a neighbourhood, not Krum's
-        ``n >= 2f + 3`` guarantee).
+        Neighbours summed in a Krum score: ``m - f - 2``, clipped to
+        ``[1, m - 1]``, where ``m`` is the number of distinct rows (one per
+        near-duplicate cluster; see :func:`similarity_evidence`). Detection
+        only needs a neighbourhood, not Krum's ``n >= 2f + 3`` guarantee.
     norms : ndarray
         L2 norm of each update.
     norm_z : ndarray
         Robust z-score of ``norms``.
     cos_median : ndarray
-        Cosine to the coordinate median (0 when either vector is zero).
+        Cosine to the coordinate median of the distinct rows (0 when either
+        vector is zero).
     cos_median_z : ndarray
-        Robust z-score of ``cos_median``, with location and scale taken over
-        one value per near-duplicate minority cluster (see :func:`robust_z`'s
-        ``among``): copies are not independent evidence of what is typical.
+        Robust z-score of ``cos_median``.
     dist_median : ndarray
         L2 distance to the coordinate median.
     dist_z : ndarray
@@ -97,7 +97,8 @@ class Evidence:
         Median of ``cos_reference``: how far the round as a whole agrees with
         the reference.
     krum_scores : ndarray
-        Krum scores from the Gram-form squared distances.
+        Krum scores from the Gram-form squared distances among the distinct
+        rows; a cluster's members share their first member's score.
     krum_z : ndarray
         Robust z-score of ``sqrt(krum_scores / krum_k)``, the RMS distance to
         the nearest neighbours: on that scale the MAD floor means the same
@@ -333,6 +334,11 @@ def similarity_evidence(
 ) -> Evidence:
     """Per-node similarity statistics of one round.
 
+    Copies count once: the near-duplicate clusters are found first, and the
+    median, every robust z-score (location and scale) and the Krum
+    neighbourhoods use one row per cluster, whose values its members share.
+    With fewer than three distinct rows every row counts.
+
     Parameters
     ----------
     updates : ndarray, shape (n, d), float32 or float64
@@ -362,12 +368,25 @@ def similarity_evidence(
     """
     x, ref, f = _check_inputs(updates, reference, f)
     n = x.shape[0]
-    med = np.asarray(aggregators.median(x).vector, dtype=x.dtype)
     dist2, err = aggregators.gram_distances(x) if distances is None else distances
     if dist2.shape != (n, n) or err.shape != (n, n):
         raise ShapeError(f"distances: expected two ({n}, {n}) arrays, got {dist2.shape} and {err.shape}")
-
     norms = np.sqrt(np.einsum("ij,ij->i", x, x).astype(np.float64))
+    nn, limit, clusters = _near_duplicates(x, dist2, err, norms, config)
+
+    # Copies are not independent evidence of what is typical: every statistic takes one row per cluster of
+    # near-duplicates (its first), and its members share that row's values. Otherwise a block of copies
+    # (a mimic and the node it copies, a colluding ALIE block at half the round) would be the median, the
+    # tight core of every z-score and each other's Krum neighbours. With fewer than three distinct rows
+    # there is nothing to compare, and every row counts.
+    rep = np.arange(n)
+    for g in clusters:
+        rep[list(g)] = g[0]
+    among = np.unique(rep)
+    if among.size < 3:
+        among, rep = np.arange(n), np.arange(n)
+    m = int(among.size)
+    med = np.asarray(aggregators.median(x[among]).vector, dtype=x.dtype)
     med_norm = float(np.linalg.norm(med.astype(np.float64)))
     cos_median = _cosines((x @ med).astype(np.float64), norms, med_norm)
     # Row by row rather than one (n, d) difference: the same speed, no n*d temporary.
@@ -376,25 +395,21 @@ def similarity_evidence(
         r = x[i] - med
         dist_median[i] = float(r @ r)
     dist_median = np.sqrt(dist_median)
-    dist_z = robust_z(dist_median, config.similarity_mad_floor)
+    dist_z = robust_z(dist_median, config.similarity_mad_floor, among=among)
 
     cos_reference: F64 | None = None
     agreement: float | None = None
     if ref is not None:
         cos_reference = _cosines((x @ ref).astype(np.float64), norms, float(np.linalg.norm(ref.astype(np.float64))))
-        agreement = float(np.median(cos_reference))
+        agreement = float(np.median(cos_reference[among]))
 
-    k = min(n - 1, max(1, n - f - 2))
-    off = dist2.copy()
+    k = min(m - 1, max(1, m - f - 2))
+    off = dist2[np.ix_(among, among)].copy()
     np.fill_diagonal(off, np.inf)
-    krum_scores = np.sum(np.partition(off, k - 1, axis=1)[:, :k], axis=1)
-    krum_z = robust_z(np.sqrt(krum_scores / k), config.similarity_mad_floor, core=n - f)
+    distinct_scores = np.sum(np.partition(off, k - 1, axis=1)[:, :k], axis=1)
+    krum_scores = distinct_scores[np.searchsorted(among, rep)]
+    krum_z = robust_z(np.sqrt(krum_scores / k), config.similarity_mad_floor, core=m - f, among=among)
 
-    nn, limit, clusters = _near_duplicates(x, dist2, err, norms, config)
-    # One value per minority near-duplicate cluster sets what a typical cosine is: thirty percent copies
-    # would otherwise shrink the spread to theirs and make every honest direction look atypical.
-    extra = {i for g in clusters if 2 * len(g) <= n for i in g[1:]}
-    among = [i for i in range(n) if i not in extra]
     cos_median_z = robust_z(cos_median, config.similarity_mad_floor, among=among)
     cos_reference_z = (
         None if cos_reference is None else robust_z(cos_reference, config.similarity_mad_floor, among=among)
@@ -403,7 +418,7 @@ def similarity_evidence(
         f=f,
         krum_k=k,
         norms=norms,
-        norm_z=robust_z(norms, config.similarity_mad_floor),
+        norm_z=robust_z(norms, config.similarity_mad_floor, among=among),
         cos_median=cos_median,
         cos_median_z=cos_median_z,
         dist_median=dist_median,
@@ -482,12 +497,15 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
       does, so the band's tolerance covers its distance too;
     - ``krum``: the same on the robust z of the Krum score, with the same
       exception (a minority class's honest nodes have high Krum scores);
-    - ``sybil``: membership in a near-duplicate cluster that is not a strict
-      majority of the round: 1 when the node's cosine to the median is above
-      ``LABEL_SKEW_COS_MAX`` (copies hugging the consensus), 0.5 otherwise
-      (copies elsewhere). A strict majority of near-identical updates is the
-      round's consensus (for example every gradient zero once a model has
-      converged), and no detector without ground truth can call it collusion.
+    - ``sybil``: membership in a near-duplicate cluster, however large,
+      unless it holds every update of the round: 1 when the node's cosine to
+      the median is above ``LABEL_SKEW_COS_MAX`` (copies hugging the
+      consensus), 0.5 otherwise (copies elsewhere). Honest nodes train on
+      their own data, so even a majority of near-identical updates is one
+      update submitted many times (a mimic block with the node it copies
+      can pass half the round). Only a round in which every update agrees
+      (every gradient zero once a model has converged) is a consensus that
+      no detector without ground truth can call collusion.
 
     Only large deviations count: the z-tests are one-sided, since being
     closer than typical to the median is not suspicious on its own (near
@@ -537,8 +555,8 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
         )
     cluster_of = evidence.cluster_of()
     for members in evidence.clusters:
-        if 2 * len(members) > n:
-            continue
+        if len(members) == n:
+            continue  # the whole round agrees: a consensus (a converged model), not collusion
         idx = np.asarray(members)
         comps["sybil"][idx] = np.where(evidence.cos_median[idx] > config.label_skew_cos_max, 1.0, 0.5)
 
