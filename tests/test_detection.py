@@ -262,11 +262,9 @@ def _evidence(n: int = 6, **changes: object) -> Evidence:
         norms=np.ones(n),
         norm_z=zeros.copy(),
         cos_median=np.full(n, 0.5),
-        cos_median_z=zeros.copy(),
         dist_median=np.ones(n),
         dist_z=zeros.copy(),
         cos_reference=None,
-        cos_reference_z=None,
         reference_agreement=None,
         krum_scores=np.ones(n),
         krum_z=zeros.copy(),
@@ -364,15 +362,28 @@ def test_noise_at_half_the_nodes_is_found_by_the_krum_core() -> None:
 
 def test_relative_direction_scores_only_opposed_outliers() -> None:
     """Inside the band, a cosine counts when it is negative and far below the round's typical cosine."""
-    cos = np.array([-0.2, 0.05, -0.2, -0.6, 0.5, 0.5])
-    z = np.array([-7.0, -7.0, -3.5, 0.0, 0.0, 0.0])
-    v = flag(_evidence(cos_median=cos, cos_median_z=z), CONFIG)
-    assert v.components["direction"][0] == 1.0  # opposed, z twice the threshold
-    assert v.components["direction"][1] == 0.0  # far below typical but not opposed: elsewhere, as label skew is
-    assert v.components["direction"][2] == 0.0  # z at the threshold is not past it
-    assert v.components["direction"][3] == pytest.approx(0.5 + 0.5 * 0.1 / 0.5)  # the band, as before
-    assert list(v.flagged) == [True, False, False, True, False, False]
+    cos = np.array([-0.2, 0.05, -0.6, 0.5, 0.52, 0.48, 0.51, 0.49])
+    v = flag(_evidence(n=8, cos_median=cos), CONFIG)
+    # Row 2 is below the band, so it does not help set what is typical: median 0.49 over the others,
+    # MAD 0.02, so the floor 0.2 * 0.49 sets the scale.
+    z = (cos - 0.49) / (0.2 * 0.49)
+    assert v.components["direction"][0] == pytest.approx(min(1.0, 0.5 * -z[0] / 3.5))  # opposed: z -7.0
+    assert v.components["direction"][1] == 0.0  # z -4.5 but positive: elsewhere, as label skew is
+    assert v.components["direction"][2] == 1.0  # below the band and opposed
+    assert list(v.flagged) == [True, False, True] + [False] * 5
     assert "robust z -7.0" in v.reasons[0][0] and "LABEL_SKEW_COS_MIN" not in v.reasons[0][0]
+
+
+def test_rows_other_tests_catch_do_not_set_the_typical_cosine() -> None:
+    """Noise rows (cosine ~0, far away) would shrink the cosine spread until skewed honest rows look opposed."""
+    honest = np.array([0.3, -0.1, 0.2, 0.1, 0.4, 0.0, 0.25, 0.15])
+    noise = np.array([0.001, -0.001, 0.0005, -0.0005, 0.0, 0.0002, -0.0002, 0.0003, -0.0003])
+    cos = np.concatenate([honest, noise])
+    far = np.concatenate([np.zeros(8), np.full(9, 10.0)])
+    v = flag(_evidence(n=17, cos_median=cos, dist_z=far, norm_z=far, krum_z=far), CONFIG)
+    assert list(np.flatnonzero(v.flagged)) == list(range(8, 17))
+    # Judged among all rows, the honest -0.1 would have been an opposed outlier.
+    assert robust_z(cos, CONFIG.similarity_mad_floor)[1] < -CONFIG.similarity_z_threshold
 
 
 def test_contrary_direction_inside_the_band_is_flagged_without_skew() -> None:
@@ -389,15 +400,21 @@ def test_contrary_direction_inside_the_band_is_flagged_without_skew() -> None:
     assert list(np.flatnonzero(v.flagged)) == list(range(14, 20)), [r for r in v.reasons if r]
 
 
-def test_copies_do_not_set_the_typical_cosine() -> None:
-    """Location and scale of the cosine z-score take one value per minority cluster of copies."""
-    rng = np.random.default_rng(4)
-    x, _ = with_outliers(rng)
+def test_copies_count_once_in_every_statistic() -> None:
+    """A round with three copies of an update scores its other rows exactly as the round with one copy."""
+    x, _ = with_outliers(np.random.default_rng(4))
     ev = similarity_evidence(x, None, 4, CONFIG)
     (cluster,) = ev.clusters
+    assert len(cluster) == 3
     among = [i for i in range(ev.n) if i not in cluster[1:]]
-    np.testing.assert_allclose(ev.cos_median_z, robust_z(ev.cos_median, CONFIG.similarity_mad_floor, among=among))
-    assert ev.cos_reference_z is None
+    alone = similarity_evidence(x[among], None, 4, CONFIG)
+    assert alone.clusters == () and alone.krum_k == ev.krum_k
+    for name in ("cos_median", "dist_median", "dist_z", "norm_z", "krum_scores", "krum_z"):
+        np.testing.assert_allclose(getattr(ev, name)[among], getattr(alone, name), rtol=1e-6, err_msg=name)
+    a, b = flag(ev, CONFIG), flag(alone, CONFIG)
+    np.testing.assert_allclose(a.components["direction"][among], b.components["direction"])
+    # The copies share their first member's values.
+    assert np.all(ev.krum_scores[list(cluster)] == ev.krum_scores[cluster[0]])
 
 
 def test_robust_z_among_sets_location_and_scale_only() -> None:

@@ -83,16 +83,12 @@ class Evidence:
     cos_median : ndarray
         Cosine to the coordinate median of the distinct rows (0 when either
         vector is zero).
-    cos_median_z : ndarray
-        Robust z-score of ``cos_median``.
     dist_median : ndarray
         L2 distance to the coordinate median.
     dist_z : ndarray
         Robust z-score of ``dist_median`` (see :func:`robust_z`).
     cos_reference : ndarray or None
         Cosine to the reference (the previous aggregate), when one was given.
-    cos_reference_z : ndarray or None
-        Robust z-score of ``cos_reference``, like ``cos_median_z``.
     reference_agreement : float or None
         Median of ``cos_reference``: how far the round as a whole agrees with
         the reference.
@@ -118,11 +114,9 @@ class Evidence:
     norms: F64
     norm_z: F64
     cos_median: F64
-    cos_median_z: F64
     dist_median: F64
     dist_z: F64
     cos_reference: F64 | None
-    cos_reference_z: F64 | None
     reference_agreement: float | None
     krum_scores: F64
     krum_z: F64
@@ -154,11 +148,9 @@ class Evidence:
             "norms": arr(self.norms),
             "norm_z": arr(self.norm_z),
             "cos_median": arr(self.cos_median),
-            "cos_median_z": arr(self.cos_median_z),
             "dist_median": arr(self.dist_median),
             "dist_z": arr(self.dist_z),
             "cos_reference": arr(self.cos_reference),
-            "cos_reference_z": arr(self.cos_reference_z),
             "reference_agreement": self.reference_agreement,
             "krum_scores": arr(self.krum_scores),
             "krum_z": arr(self.krum_z),
@@ -278,6 +270,22 @@ def _components(labels: npt.NDArray[np.int64]) -> list[list[int]]:
     return [g for g in groups.values() if len(g) >= 2]
 
 
+def _distinct_rows(
+    n: int, clusters: tuple[tuple[int, ...], ...]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each row's representative (its cluster's first member, else itself) and the sorted representatives.
+
+    With fewer than three distinct rows there is nothing to compare, and every row represents itself.
+    """
+    rep = np.arange(n, dtype=np.int64)
+    for g in clusters:
+        rep[list(g)] = g[0]
+    among = np.unique(rep)
+    if among.size < 3:
+        return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+    return rep, among
+
+
 def _near_duplicates(
     x: FloatArray, dist2: F64, err: F64, norms: F64, config: DefenceConfig
 ) -> tuple[F64, float, tuple[tuple[int, ...], ...]]:
@@ -379,12 +387,7 @@ def similarity_evidence(
     # (a mimic and the node it copies, a colluding ALIE block at half the round) would be the median, the
     # tight core of every z-score and each other's Krum neighbours. With fewer than three distinct rows
     # there is nothing to compare, and every row counts.
-    rep = np.arange(n)
-    for g in clusters:
-        rep[list(g)] = g[0]
-    among = np.unique(rep)
-    if among.size < 3:
-        among, rep = np.arange(n), np.arange(n)
+    rep, among = _distinct_rows(n, clusters)
     m = int(among.size)
     med = np.asarray(aggregators.median(x[among]).vector, dtype=x.dtype)
     med_norm = float(np.linalg.norm(med.astype(np.float64)))
@@ -410,21 +413,15 @@ def similarity_evidence(
     krum_scores = distinct_scores[np.searchsorted(among, rep)]
     krum_z = robust_z(np.sqrt(krum_scores / k), config.similarity_mad_floor, core=m - f, among=among)
 
-    cos_median_z = robust_z(cos_median, config.similarity_mad_floor, among=among)
-    cos_reference_z = (
-        None if cos_reference is None else robust_z(cos_reference, config.similarity_mad_floor, among=among)
-    )
     return Evidence(
         f=f,
         krum_k=k,
         norms=norms,
         norm_z=robust_z(norms, config.similarity_mad_floor, among=among),
         cos_median=cos_median,
-        cos_median_z=cos_median_z,
         dist_median=dist_median,
         dist_z=dist_z,
         cos_reference=cos_reference,
-        cos_reference_z=cos_reference_z,
         reference_agreement=agreement,
         krum_scores=krum_scores,
         krum_z=krum_z,
@@ -479,7 +476,9 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
       (the absolute band). And the robust z of that cosine below
       ``-SIMILARITY_Z_THRESHOLD`` when the cosine is negative, scored like
       the distance test (the relative test): a direction that opposes the
-      consensus while the round's updates agree with it. Without label skew
+      consensus while the round's updates agree with it. Location and scale
+      come from the distinct rows (one per near-duplicate cluster) that
+      every other test passes. Without label skew
       honest cosines agree and a contrary direction inside the band stands
       out; label skew spreads the honest cosines, which widens the scale of
       the z-score, and a skewed minority points elsewhere (cosine near 0)
@@ -535,9 +534,7 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     # magnitude cannot be far from the median; the upper bound matters only for copies.)
     tolerated = (cos >= config.label_skew_cos_min) & (evidence.norm_z <= z_max)
     comps: dict[str, F64] = {
-        "direction": np.maximum(
-            _below_band(cos, config.label_skew_cos_min), _opposed(cos, evidence.cos_median_z, z_max)
-        ),
+        "direction": _below_band(cos, config.label_skew_cos_min),
         "reference": np.zeros(n),
         "distance": np.where(tolerated, 0.0, _above_z(evidence.dist_z, z_max)),
         "krum": np.where(tolerated, 0.0, _above_z(evidence.krum_z, z_max)),
@@ -548,17 +545,30 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
         and evidence.reference_agreement is not None
         and evidence.reference_agreement >= config.reference_agreement_min
     )
-    if reference_used and evidence.cos_reference is not None and evidence.cos_reference_z is not None:
-        comps["reference"] = np.maximum(
-            _below_band(evidence.cos_reference, config.label_skew_cos_min),
-            _opposed(evidence.cos_reference, evidence.cos_reference_z, z_max),
-        )
+    cos_ref = evidence.cos_reference if reference_used else None
+    if cos_ref is not None:
+        comps["reference"] = _below_band(cos_ref, config.label_skew_cos_min)
     cluster_of = evidence.cluster_of()
     for members in evidence.clusters:
         if len(members) == n:
             continue  # the whole round agrees: a consensus (a converged model), not collusion
         idx = np.asarray(members)
         comps["sybil"][idx] = np.where(evidence.cos_median[idx] > config.label_skew_cos_max, 1.0, 0.5)
+
+    # The relative direction test: what a typical cosine is comes from the distinct rows every other test
+    # passes. Rows already caught (noise, copies) would otherwise set it: forty percent random rows, all
+    # at cosine ~0 in high dimension, shrink the spread until a label-skewed honest node looks opposed.
+    _, distinct = _distinct_rows(n, evidence.clusters)
+    caught = np.max(np.stack([comps[c] for c in COMPONENTS]), axis=0) >= config.suspicion_threshold
+    clean = distinct[~caught[distinct]]
+    if clean.size < 3:
+        clean = distinct
+    cos_z = robust_z(cos, config.similarity_mad_floor, among=clean)
+    comps["direction"] = np.maximum(comps["direction"], _opposed(cos, cos_z, z_max))
+    ref_z = np.zeros(n)
+    if cos_ref is not None:
+        ref_z = robust_z(cos_ref, config.similarity_mad_floor, among=clean)
+        comps["reference"] = np.maximum(comps["reference"], _opposed(cos_ref, ref_z, z_max))
 
     suspicion = np.max(np.stack([comps[c] for c in COMPONENTS]), axis=0)
     flagged = suspicion >= config.suspicion_threshold
@@ -567,13 +577,9 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     for i in range(n):
         why: list[str] = []
         if comps["direction"][i] > 0:
-            why.append(_direction_reason("the median", evidence.cos_median[i], evidence.cos_median_z[i], config))
-        if comps["reference"][i] > 0 and evidence.cos_reference is not None and evidence.cos_reference_z is not None:
-            why.append(
-                _direction_reason(
-                    "the previous aggregate", evidence.cos_reference[i], evidence.cos_reference_z[i], config
-                )
-            )
+            why.append(_direction_reason("the median", cos[i], cos_z[i], config))
+        if comps["reference"][i] > 0 and cos_ref is not None:
+            why.append(_direction_reason("the previous aggregate", cos_ref[i], ref_z[i], config))
         if comps["distance"][i] > 0:
             why.append(
                 f"distance to the median {evidence.dist_median[i]:.4g} has robust z {evidence.dist_z[i]:.1f} > "
