@@ -1113,6 +1113,28 @@ def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) ->
     ]
 
 
+def _per_defence(spec: MatrixSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each defence's attack cells summarised: detection, and the accuracy gap against the targets' bounds."""
+    out = []
+    for d in spec.defences:
+        mine = [r for r in rows if r["defence"] == d and r["attack"] != "none" and r["status"] == "ok"]
+        entry: dict[str, Any] = {
+            "defence": d,
+            "cells": len(mine),
+            "n/a": sum(1 for r in rows if r["defence"] == d and r["status"] == "n/a"),
+            "tpr": _mean(r["tpr"] for r in mine),
+            "fpr": _mean(r["fpr"] for r in mine),
+        }
+        for name, pick, bound in (("low", lambda f: f <= 0.4, 3.0), ("half", lambda f: f > 0.4, 5.0)):
+            gaps = [float(r["gap_points"]) for r in mine if pick(r["fraction"])]
+            entry[f"{name}_cells"] = len(gaps)
+            entry[f"{name}_mean_gap"] = _mean(gaps)
+            entry[f"{name}_worst_gap"] = max(gaps) if gaps else None
+            entry[f"{name}_within"] = sum(g <= bound for g in gaps)
+        out.append(entry)
+    return out
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
@@ -1172,7 +1194,25 @@ def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_n
             cells = [_cell_text(by_key[(dist[0], dist[1], attack.label, frac, d)], n_seeds) for d in spec.defences]
             lines.append(f"| {attack.label} | {frac:g} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"## Targets (issue 4) for `{defence_name}`", ""]
+    lines += [
+        "## Per defence",
+        "",
+        "Over each defence's attack cells that ran (n/a cells left out, so the columns cover different cells "
+        "where preconditions differ). Gap bounds are the targets': 3 points at fractions up to 0.4, 5 points "
+        "at 0.5.",
+        "",
+        "| defence | attack cells | n/a | mean TPR | mean FPR | <= 0.4: mean gap | worst | within 3 pts "
+        "| 0.5: mean gap | worst | within 5 pts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in doc["defences"]:
+        lines.append(
+            f"| {e['defence']} | {e['cells']} | {e['n/a']} | {_fmt(e['tpr'], '.2f')} | {_fmt(e['fpr'], '.3f')} "
+            f"| {_fmt(e['low_mean_gap'], '+.1f')} | {_fmt(e['low_worst_gap'], '+.1f')} "
+            f"| {e['low_within']}/{e['low_cells']} | {_fmt(e['half_mean_gap'], '+.1f')} "
+            f"| {_fmt(e['half_worst_gap'], '+.1f')} | {e['half_within']}/{e['half_cells']} |"
+        )
+    lines += ["", f"## Targets (issue 4) for `{defence_name}`", ""]
     if spec.dataset != "mnist":
         lines += [f"The targets are defined on MNIST; this matrix ran on {spec.dataset}, so they are indicative.", ""]
     if defence_name not in spec.defences:
@@ -1276,7 +1316,9 @@ def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_def
         The ``matrix.json`` document: ``spec``, ``cells`` (one per cell
         averaged over seeds: accuracy, honest-only accuracy, gap in points,
         TPR, FPR, attack success rate, seeds, status), ``targets``,
-        ``counts``, ``paths``.
+        ``defences`` (per defence over its attack cells: TPR, FPR, mean and
+        worst gap and cells within the targets' bounds, at fractions up to
+        0.4 and above), ``counts``, ``paths``.
 
     Raises
     ------
@@ -1320,6 +1362,7 @@ def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_def
         },
         "elapsed_s": sum(r["elapsed_s"] for r in rows),
         "targets": _targets(spec, rows, target_defence),
+        "defences": _per_defence(spec, rows),
         "cells": rows,
         "paths": paths,
     }
