@@ -12,9 +12,10 @@ uses generic robust statistics only, none keyed to one attack:
   stands out even inside the band; where label skew spreads them, the
   spread widens and the test stays quiet;
 - magnitude: the L2 distance to the coordinate median, as a robust z-score
-  (median and MAD over the round's nodes), and the norm, likewise;
-- neighbourhood: the Krum score (sum of the ``n - f - 2`` smallest squared
-  distances to the others, DESIGN.md's definition), as a robust z-score;
+  (median and MAD over the round's distinct updates), and the norm, likewise;
+- neighbourhood: the Krum score (sum of the ``m - f - 2`` smallest squared
+  distances to the other distinct updates, DESIGN.md's definition with
+  copies counted once), as a robust z-score;
 - collusion: clusters of near-duplicate updates. Each honest node computes
   its update from its own data, so any two honest updates differ by at least
   the sampling noise of their data; updates that are near-identical, far
@@ -478,9 +479,8 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
       the distance test (the relative test): a direction that opposes the
       consensus while the round's updates agree with it. Location and scale
       come from the distinct rows (one per near-duplicate cluster) that
-      every other test passes. Without label skew
-      honest cosines agree and a contrary direction inside the band stands
-      out; label skew spreads the honest cosines, which widens the scale of
+      every other test passes. Without label skew honest cosines agree and
+      a contrary direction inside the band stands out; label skew spreads the honest cosines, which widens the scale of
       the z-score, and a skewed minority points elsewhere (cosine near 0)
       rather than against the consensus, so skew alone does not trip it;
     - ``reference``: the same two on the cosine to the previous aggregate, used
