@@ -197,7 +197,7 @@ def test_summarise_writes_json_markdown_and_png(small_run: tuple[Path, mx.Matrix
     assert "| ipm(eps=100) | 0.3 |" in md and "n/a" in md
     assert "## Targets (issue 4) for `pipeline`" in md and "mean TPR over attack cells" in md
     assert [e["defence"] for e in saved["defences"]] == list(spec.defences)
-    assert "## Per defence" in md and "| multi_krum | 2 | 0 |" in md and "| bulyan | 0 | 2 |" in md
+    assert "## Per defence" in md and "| multi_krum | 2 | 0 |" in md and "| bulyan | 0 | 2 | – | – | – | – |" in md
     assert "zerotrustml matrix --out" in md and "--small" in md
     png = (out / mx.PNG_FILE).read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 5000
@@ -245,6 +245,7 @@ def test_targets_pass_and_miss_on_the_pipeline_cells() -> None:
     assert pipe["cells"] == 2 and pipe["n/a"] == 0  # the no-attack cell is not an attack cell
     assert pipe["tpr"] == pytest.approx(0.95) and pipe["fpr"] == pytest.approx(0.02)
     assert pipe["low_cells"] == 1 and pipe["low_worst_gap"] == pytest.approx(2.0) and pipe["low_within"] == 1
+    assert pipe["low_tpr"] == pytest.approx(1.0) and pipe["half_tpr"] == pytest.approx(0.9)
     assert pipe["half_cells"] == 1 and pipe["half_mean_gap"] == pytest.approx(10.0) and pipe["half_within"] == 0
     assert per["mean"]["cells"] == 0 and per["mean"]["n/a"] == 1 and per["mean"]["tpr"] is None
 

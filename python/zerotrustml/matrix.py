@@ -1125,9 +1125,12 @@ def _per_defence(spec: MatrixSpec, rows: list[dict[str, Any]]) -> list[dict[str,
             "tpr": _mean(r["tpr"] for r in mine),
             "fpr": _mean(r["fpr"] for r in mine),
         }
-        for name, pick, bound in (("low", lambda f: f <= 0.4, 3.0), ("half", lambda f: f > 0.4, 5.0)):
-            gaps = [float(r["gap_points"]) for r in mine if pick(r["fraction"])]
+        for name, half, bound in (("low", False, 3.0), ("half", True, 5.0)):
+            part = [r for r in mine if (r["fraction"] > 0.4) == half]
+            gaps = [float(r["gap_points"]) for r in part]
             entry[f"{name}_cells"] = len(gaps)
+            entry[f"{name}_tpr"] = _mean(r["tpr"] for r in part)
+            entry[f"{name}_fpr"] = _mean(r["fpr"] for r in part)
             entry[f"{name}_mean_gap"] = _mean(gaps)
             entry[f"{name}_worst_gap"] = max(gaps) if gaps else None
             entry[f"{name}_within"] = sum(g <= bound for g in gaps)
@@ -1201,16 +1204,19 @@ def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_n
         "where preconditions differ). Gap bounds are the targets': 3 points at fractions up to 0.4, 5 points "
         "at 0.5.",
         "",
-        "| defence | attack cells | n/a | mean TPR | mean FPR | <= 0.4: mean gap | worst | within 3 pts "
-        "| 0.5: mean gap | worst | within 5 pts |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| defence | attack cells | n/a | mean TPR | mean FPR | <= 0.4: TPR | FPR | mean gap | worst "
+        "| within 3 pts | 0.5: TPR | FPR | mean gap | worst | within 5 pts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in doc["defences"]:
         lines.append(
             f"| {e['defence']} | {e['cells']} | {e['n/a']} | {_fmt(e['tpr'], '.2f')} | {_fmt(e['fpr'], '.3f')} "
-            f"| {_fmt(e['low_mean_gap'], '+.1f')} | {_fmt(e['low_worst_gap'], '+.1f')} "
-            f"| {e['low_within']}/{e['low_cells']} | {_fmt(e['half_mean_gap'], '+.1f')} "
-            f"| {_fmt(e['half_worst_gap'], '+.1f')} | {e['half_within']}/{e['half_cells']} |"
+            + "".join(
+                f"| {_fmt(e[f'{p}_tpr'], '.2f')} | {_fmt(e[f'{p}_fpr'], '.3f')} | {_fmt(e[f'{p}_mean_gap'], '+.1f')} "
+                f"| {_fmt(e[f'{p}_worst_gap'], '+.1f')} | {e[f'{p}_within']}/{e[f'{p}_cells']} "
+                for p in ("low", "half")
+            )
+            + "|"
         )
     lines += ["", f"## Targets (issue 4) for `{defence_name}`", ""]
     if spec.dataset != "mnist":
@@ -1316,9 +1322,9 @@ def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_def
         The ``matrix.json`` document: ``spec``, ``cells`` (one per cell
         averaged over seeds: accuracy, honest-only accuracy, gap in points,
         TPR, FPR, attack success rate, seeds, status), ``targets``,
-        ``defences`` (per defence over its attack cells: TPR, FPR, mean and
-        worst gap and cells within the targets' bounds, at fractions up to
-        0.4 and above), ``counts``, ``paths``.
+        ``defences`` (per defence over its attack cells: TPR and FPR, and at
+        fractions up to 0.4 and above, TPR, FPR, mean and worst gap and the
+        cells within the targets' bounds), ``counts``, ``paths``.
 
     Raises
     ------
