@@ -50,15 +50,9 @@ def auc(honest: F64, byzantine: F64) -> float:
     return float(np.mean((h > b) + 0.5 * (h == b)))
 
 
-def _trimmed(values: F64, share: float) -> float:
-    v = np.sort(values)
-    cut = int(share * v.size)
-    return float(v[cut : v.size - cut].mean()) if v.size > 2 * cut else float(np.median(v))
-
-
 def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, float]]:
     """One run of the pipeline, every round re-scored by every node; AUC per way of pooling."""
-    from zerotrustml import pipeline, simulation
+    from zerotrustml import aggregators, pipeline, simulation
 
     attack, fraction, dist, alpha, seed = spec
     captured: dict[str, Any] = {}
@@ -70,14 +64,11 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
             return captured["setup"]
 
         def _votes(self, s: Any, r: int, theta: Any, members: Any, subs: Any) -> Any:
-            index = {nid: i for i, nid in enumerate(s.node_ids)}
             rows = [np.asarray(sub.values, dtype=np.float64) for sub in subs]
             scores = np.full((len(s.node_ids), len(subs)), np.nan)
-            for m, nd in zip(s.node_ids, s.nodes, strict=True):
-                scores[index[m]] = pipeline.contributions(
-                    s.model, theta, rows, self.config.lr, nd.x_holdout, nd.y_holdout
-                )
-                scores[index[m], [j for j, sub in enumerate(subs) if sub.node_id == m]] = np.nan
+            for i, (m, nd) in enumerate(zip(s.node_ids, s.nodes, strict=True)):
+                scores[i] = pipeline.contributions(s.model, theta, rows, self.config.lr, nd.x_holdout, nd.y_holdout)
+                scores[i, [j for j, sub in enumerate(subs) if sub.node_id == m]] = np.nan
             honest = [i for i, nid in enumerate(s.node_ids) if nid not in s.byzantine]
             x = np.concatenate([s.nodes[i].x_holdout for i in honest])
             y = np.concatenate([s.nodes[i].y_holdout for i in honest])
@@ -115,8 +106,12 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
             "honest mean": np.nanmean(honest_rows, axis=0),
             "honest median": np.nanmedian(honest_rows, axis=0),
             "committee median": np.nanmedian(cmte, axis=0),
+            # One column per update; trim 20% of its votes per side (the core rule; n > 2f always holds).
             "committee trimmed": np.array(
-                [_trimmed(col[~np.isnan(col)], 0.2) for col in clipped.T]  # one column per update
+                [
+                    aggregators.trimmed_mean(v[:, None], int(0.2 * v.size)).vector[0]
+                    for v in (col[~np.isnan(col)] for col in clipped.T)
+                ]
             ),
         }
         for w, v in ways.items():

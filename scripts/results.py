@@ -14,13 +14,14 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
+
+from docblock import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (("none", 0.0), ("sign_flip", 0.3), ("alie", 0.4))
@@ -127,12 +128,7 @@ def main() -> int:
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "readme_runs.json").write_text(json.dumps(rows, indent=1) + "\n")
     (ROOT / "docs" / "RESULTS.md").write_text("# Results of the default simulator\n\n" + body)
-    readme = (ROOT / "README.md").read_text()
-    if START in readme and END in readme:
-        readme = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{body}{END}", readme, flags=re.S
-        )
-        (ROOT / "README.md").write_text(readme)
+    replace_block(ROOT / "README.md", START, END, body)
     log.info(
         "%d runs in %.0f s; wrote README.md, docs/RESULTS.md, results/readme_runs.json",
         len(rows),

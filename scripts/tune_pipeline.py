@@ -21,6 +21,8 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from docblock import replace_block
+
 from zerotrustml.attacks import ATTACKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +56,6 @@ def write_table(rows: list[tuple[str, float, str, float, float, float]], rounds:
     mean_tpr = sum(r[3] for r in rows) / len(rows)
     mean_fpr = sum(r[4] for r in rows) / len(rows)
     lines = [
-        START,
         f"Command: `.venv/bin/python scripts/tune_pipeline.py --write` (seeds 1-2, the pipeline only, {rounds} "
         f"rounds; run {datetime.date.today().isoformat()}). Mean over these cells: TPR {mean_tpr:.2f}, "
         f"FPR {mean_fpr:.3f}.",
@@ -62,12 +63,10 @@ def write_table(rows: list[tuple[str, float, str, float, float, float]], rounds:
         "| attack | fraction | partition | TPR | FPR | accuracy gap (points) |",
         "|---|---|---|---|---|---|",
         *(f"| {a} | {f} | {names[d]} | {t:.2f} | {p:.3f} | {g:+.1f} |" for a, f, d, t, p, g in rows),
-        END,
     ]
     path = ROOT / "docs" / "DETECTION.md"
-    text = path.read_text()
-    head, rest = text.split(START, 1)
-    path.write_text(head + "\n".join(lines) + rest.split(END, 1)[1])
+    if not replace_block(path, START, END, "\n".join(lines) + "\n"):
+        sys.exit(f"{path}: no {START} ... {END} block to replace")
 
 
 def main() -> None:

@@ -456,12 +456,12 @@ def _opposed(cos: F64, z: F64, threshold: float) -> F64:
     return np.where(cos < 0.0, _above_z(-z, threshold), 0.0)
 
 
-def _direction_reason(to: str, cos: float, z: float, config: DefenceConfig) -> str:
-    """Why a direction test fired: below the band, or far below the round's typical cosine."""
+def _direction_reason(to: str, cos: float, z: float, below: bool, opposed: bool, config: DefenceConfig) -> str:
+    """Why a direction test fired: below the band (``below``), far below the round's typical cosine (``opposed``)."""
     parts = []
-    if cos < config.label_skew_cos_min:
+    if below:
         parts.append(f"< LABEL_SKEW_COS_MIN {config.label_skew_cos_min}")
-    if cos < 0.0 and -z > config.similarity_z_threshold:
+    if opposed:
         parts.append(f"robust z {z:.1f} < -SIMILARITY_Z_THRESHOLD {config.similarity_z_threshold}")
     return f"cosine to {to} {cos:.3f} " + " and ".join(parts)
 
@@ -563,12 +563,15 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     clean = distinct[~caught[distinct]]
     if clean.size < 3:
         clean = distinct
+    band = {"direction": comps["direction"] > 0, "reference": comps["reference"] > 0}
     cos_z = robust_z(cos, config.similarity_mad_floor, among=clean)
-    comps["direction"] = np.maximum(comps["direction"], _opposed(cos, cos_z, z_max))
+    opposed = {"direction": _opposed(cos, cos_z, z_max), "reference": np.zeros(n)}
     ref_z = np.zeros(n)
     if cos_ref is not None:
         ref_z = robust_z(cos_ref, config.similarity_mad_floor, among=clean)
-        comps["reference"] = np.maximum(comps["reference"], _opposed(cos_ref, ref_z, z_max))
+        opposed["reference"] = _opposed(cos_ref, ref_z, z_max)
+    for test in ("direction", "reference"):
+        comps[test] = np.maximum(comps[test], opposed[test])
 
     suspicion = np.max(np.stack([comps[c] for c in COMPONENTS]), axis=0)
     flagged = suspicion >= config.suspicion_threshold
@@ -577,9 +580,22 @@ def flag(evidence: Evidence, config: DefenceConfig) -> SimilarityVerdict:
     for i in range(n):
         why: list[str] = []
         if comps["direction"][i] > 0:
-            why.append(_direction_reason("the median", cos[i], cos_z[i], config))
+            why.append(
+                _direction_reason(
+                    "the median", cos[i], cos_z[i], band["direction"][i], opposed["direction"][i] > 0, config
+                )
+            )
         if comps["reference"][i] > 0 and cos_ref is not None:
-            why.append(_direction_reason("the previous aggregate", cos_ref[i], ref_z[i], config))
+            why.append(
+                _direction_reason(
+                    "the previous aggregate",
+                    cos_ref[i],
+                    ref_z[i],
+                    band["reference"][i],
+                    opposed["reference"][i] > 0,
+                    config,
+                )
+            )
         if comps["distance"][i] > 0:
             why.append(
                 f"distance to the median {evidence.dist_median[i]:.4g} has robust z {evidence.dist_z[i]:.1f} > "
