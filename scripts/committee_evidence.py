@@ -3,7 +3,7 @@
 An analysis, not a defence: it uses the simulator's ground truth to measure how well each way of pooling
 the members' quality scores separates honest from Byzantine updates, as the area under the ROC curve
 (AUC: the chance that a random honest update scores above a random Byzantine one; 0.5 is a coin).
-Every round of a pipeline run is re-scored by every node with :func:`zerotrustml.pipeline.contributions`
+Every round of a pipeline run is re-scored by every node with :func:`zerotrustml.defence.pipeline.contributions`
 on its own held-out data, then pooled five ways:
 
 - ``pooled data``: one score on the honest nodes' held-out data pooled together (no deployment has this);
@@ -52,7 +52,9 @@ def auc(honest: F64, byzantine: F64) -> float:
 
 def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, float]]:
     """One run of the pipeline, every round re-scored by every node; AUC per way of pooling."""
-    from zerotrustml import aggregators, pipeline, simulation
+    from zerotrustml import aggregators
+    from zerotrustml.defence import pipeline
+    from zerotrustml.fl import simulation
 
     attack, fraction, dist, alpha, seed = spec
     captured: dict[str, Any] = {}

@@ -33,7 +33,7 @@ log = logging.getLogger("results")
 
 
 def one(cell: dict[str, Any]) -> dict[str, Any]:
-    from zerotrustml.simulation import RunConfig, run
+    from zerotrustml.fl.simulation import RunConfig, run
 
     config = RunConfig(**cell)
     with tempfile.TemporaryDirectory() as tmp:

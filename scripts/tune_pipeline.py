@@ -23,7 +23,7 @@ from pathlib import Path
 
 from docblock import replace_block
 
-from zerotrustml.attacks import ATTACKS
+from zerotrustml.fl.attacks import ATTACKS
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- tuning:start -->", "<!-- tuning:end -->"
@@ -33,7 +33,7 @@ TUNING_SEEDS = (1, 2)
 
 
 def one(cell: tuple[str, float, tuple[str, float], int]) -> tuple[str, float, str, int, float, float, float]:
-    from zerotrustml.simulation import RunConfig, run
+    from zerotrustml.fl.simulation import RunConfig, run
 
     attack, fraction, (dist, alpha), seed = cell
     config = RunConfig(

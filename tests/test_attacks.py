@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zerotrustml import aggregators
-from zerotrustml.attacks import (
+from zerotrustml.exceptions import NonFiniteError, ParameterError, ShapeError
+from zerotrustml.fl.attacks import (
     ATTACKS,
     BACKDOOR_TARGET,
     DATA_ATTACKS,
@@ -21,7 +22,6 @@ from zerotrustml.attacks import (
     craft,
     poison_data,
 )
-from zerotrustml.exceptions import NonFiniteError, ParameterError, ShapeError
 
 N, NB, D = 20, 4, 300
 

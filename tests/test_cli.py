@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from zerotrustml.cli import main
-from zerotrustml.simulation import RunConfig
+from zerotrustml.fl.simulation import RunConfig
 
 FAST = ["--dataset", "synthetic", "--nodes", "8", "--rounds", "2", "--local-steps", "1"]
 

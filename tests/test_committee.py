@@ -12,7 +12,7 @@ import nacl.signing
 import numpy as np
 import pytest
 
-from zerotrustml.committee import (
+from zerotrustml.defence.committee import (
     REPUTATION_FLOOR,
     VOTE_DOMAIN,
     CommitteeDecision,
@@ -22,10 +22,10 @@ from zerotrustml.committee import (
     score_update,
     select_committee,
 )
-from zerotrustml.data import load_dataset
+from zerotrustml.defence.proofs import EdgeProofGenerator, KeyRing, ProofError
 from zerotrustml.exceptions import ParameterError
-from zerotrustml.models import local_update, make_model
-from zerotrustml.proofs import EdgeProofGenerator, KeyRing, ProofError
+from zerotrustml.fl.data import load_dataset
+from zerotrustml.fl.models import local_update, make_model
 
 CANDIDATES = [f"node-{i:02d}" for i in range(20)]
 
@@ -323,7 +323,7 @@ def test_score_update_agrees_in_sign_with_the_true_effect() -> None:
 def test_dht_lottery_matches_its_definition() -> None:
     import hashlib as _hashlib
 
-    from zerotrustml.committee import dht_committee_member
+    from zerotrustml.defence.committee import dht_committee_member
     from zerotrustml.exceptions import ParameterError as _ParameterError
 
     key = bytes(range(32))

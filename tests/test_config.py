@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zerotrustml.config import DefenceConfig, parse_env_file
+from zerotrustml.defence.config import DefenceConfig, parse_env_file
 from zerotrustml.exceptions import ParameterError
 
 ISSUE_DEFAULTS = {

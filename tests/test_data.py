@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from zerotrustml import data
-from zerotrustml.data import (
+from zerotrustml.exceptions import ParameterError, ValidationError
+from zerotrustml.fl import data
+from zerotrustml.fl.data import (
     DATASETS,
     PATH_DATASETS,
     DataFormatError,
@@ -26,7 +27,6 @@ from zerotrustml.data import (
     load_dataset,
     load_idx,
 )
-from zerotrustml.exceptions import ParameterError, ValidationError
 
 SIZES = {"mnist": 5000, "digits": 1797, "breast_cancer": 569, "synthetic": 2000}
 N_CLASSES = {"mnist": 10, "digits": 10, "breast_cancer": 2, "synthetic": 10}

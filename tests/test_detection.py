@@ -17,8 +17,8 @@ import pytest
 from conftest import exact_krum_scores
 
 from zerotrustml import aggregators
-from zerotrustml.config import DefenceConfig
-from zerotrustml.detection import COMPONENTS, MAD_TO_SIGMA, Evidence, flag, robust_z, similarity_evidence
+from zerotrustml.defence.config import DefenceConfig
+from zerotrustml.defence.detection import COMPONENTS, MAD_TO_SIGMA, Evidence, flag, robust_z, similarity_evidence
 from zerotrustml.exceptions import NonFiniteError, ParameterError, PreconditionError, ShapeError
 
 CONFIG = DefenceConfig()

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from zerotrustml import attacks, defence
+from zerotrustml import defence
 from zerotrustml import matrix as mx
 from zerotrustml.cli import main
 from zerotrustml.exceptions import ParameterError
+from zerotrustml.fl import attacks
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
 from zerotrustml import aggregators
 from zerotrustml.exceptions import ParameterError, ShapeError
-from zerotrustml.models import MLP, MODELS, Model, SoftmaxRegression, local_update, make_model
+from zerotrustml.fl.models import MLP, MODELS, Model, SoftmaxRegression, local_update, make_model
 
 
 def _data(rng: np.random.Generator, n: int, n_features: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from zerotrustml import data
 from zerotrustml.exceptions import ParameterError, ShapeError
-from zerotrustml.models import MLP, MODELS, TORCH_MODELS, Model, available_models, local_update, make_model
-from zerotrustml.models_torch import TorchCNN, TorchMLP, TorchModel
-from zerotrustml.simulation import RunConfig, run
+from zerotrustml.fl import data
+from zerotrustml.fl.models import MLP, MODELS, TORCH_MODELS, Model, available_models, local_update, make_model
+from zerotrustml.fl.models_torch import TorchCNN, TorchMLP, TorchModel
+from zerotrustml.fl.simulation import RunConfig, run
 
 
 @pytest.fixture(scope="module")

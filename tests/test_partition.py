@@ -11,7 +11,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from zerotrustml.exceptions import ParameterError, ShapeError
-from zerotrustml.partition import PARTITIONS, NodeData, partition_indices, split_nodes
+from zerotrustml.fl.partition import PARTITIONS, NodeData, partition_indices, split_nodes
 
 BALANCED = np.repeat(np.arange(10), 100)  # 1,000 samples, 10 classes of 100
 

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zerotrustml import committee, models, pipeline, proofs
-from zerotrustml.config import DefenceConfig
-from zerotrustml.reputation import ReputationLedger
-from zerotrustml.simulation import RunConfig, run
+from zerotrustml.defence import committee, pipeline, proofs
+from zerotrustml.defence.config import DefenceConfig
+from zerotrustml.defence.reputation import ReputationLedger
+from zerotrustml.fl import models
+from zerotrustml.fl.simulation import RunConfig, run
 from zerotrustml.validation import Submission
 
 SMALL = {"dataset": "synthetic", "nodes": 10, "rounds": 6, "local_steps": 2, "aggregator": "pipeline"}

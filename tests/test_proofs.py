@@ -17,10 +17,7 @@ import numpy as np
 import pytest
 
 from zerotrustml.backends.embedded import EmbeddedStore
-from zerotrustml.data import load_dataset
-from zerotrustml.exceptions import ValidationError
-from zerotrustml.models import Model, local_update, make_model
-from zerotrustml.proofs import (
+from zerotrustml.defence.proofs import (
     EDGE_PROOF_DOMAIN,
     EdgeClient,
     EdgeProof,
@@ -31,6 +28,9 @@ from zerotrustml.proofs import (
     verify_proof,
     verify_submission_proof,
 )
+from zerotrustml.exceptions import ValidationError
+from zerotrustml.fl.data import load_dataset
+from zerotrustml.fl.models import Model, local_update, make_model
 from zerotrustml.validation import ModelSpec, payload_hash
 
 LR = 0.5

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from zerotrustml.backends.embedded import EmbeddedStore
-from zerotrustml.config import DefenceConfig
+from zerotrustml.defence.config import DefenceConfig
+from zerotrustml.defence.reputation import STATE_KEY, ReputationLedger, load_ledger, save_ledger
 from zerotrustml.exceptions import ParameterError, PreconditionError
-from zerotrustml.reputation import STATE_KEY, ReputationLedger, load_ledger, save_ledger
 
 CONFIG = DefenceConfig()  # penalty 0.3, reward 0.05, bonus 0.12 after 2 good rounds, initial 0.7, exclusion 0.3
 

@@ -13,7 +13,7 @@ from zerotrustml import defence
 from zerotrustml.backends import StoreError
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.exceptions import ParameterError, PreconditionError
-from zerotrustml.simulation import STAGES, RunConfig, Simulation, run
+from zerotrustml.fl.simulation import STAGES, RunConfig, Simulation, run
 
 SMALL = {"dataset": "synthetic", "nodes": 10, "rounds": 4, "local_steps": 2}
 

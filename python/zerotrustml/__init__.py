@@ -2,10 +2,45 @@
 
 The robust aggregation rules live in Rust (``zerotrustml._core``); this
 package exposes them as plain functions in ``zerotrustml.aggregators``.
+
+The package has three wings above that core face (``aggregators``,
+``validation``, ``exceptions``):
+
+``zerotrustml.fl``
+    data, partitions, models, attacks and the simulator;
+``zerotrustml.defence``
+    the robust rules as defences, edge proofs, detection, committee,
+    reputation and the full pipeline;
+``zerotrustml.backends``
+    the stores a run writes to.
+
+The SDK's public names are re-exported here, so ``from zerotrustml import
+EdgeClient, RunConfig, run`` works.
 """
 
-from zerotrustml import aggregators, exceptions
+# The core face first (exceptions and backends/base.py rely on this order; see their comments),
+# then the wings, which import it.
+from zerotrustml import aggregators, exceptions, validation
 from zerotrustml.aggregators import AggregationResult
+from zerotrustml.defence.proofs import EdgeClient, EdgeProof, EdgeProofGenerator, KeyRing
+from zerotrustml.fl.simulation import RunConfig, Simulation, run
+from zerotrustml.validation import ModelSpec, Submission
 
 __version__ = "0.1.0"
-__all__ = ["aggregators", "exceptions", "AggregationResult", "__version__"]
+
+__all__ = [
+    "aggregators",
+    "exceptions",
+    "validation",
+    "AggregationResult",
+    "ModelSpec",
+    "Submission",
+    "EdgeClient",
+    "EdgeProof",
+    "EdgeProofGenerator",
+    "KeyRing",
+    "RunConfig",
+    "Simulation",
+    "run",
+    "__version__",
+]

@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
 from rich.table import Table
 
-from zerotrustml import __version__, aggregators, attacks, data, defence, models, partition, simulation
+from zerotrustml import __version__, aggregators, defence
 from zerotrustml import plot as plot_mod
 from zerotrustml.backends import BACKENDS, StoreError
 from zerotrustml.exceptions import ValidationError
-from zerotrustml.simulation import RunConfig
+from zerotrustml.fl import attacks, data, models, partition, simulation
+from zerotrustml.fl.simulation import RunConfig
 
 DEMO_ATTACKS = ("sign_flip", "gaussian", "alie")
 

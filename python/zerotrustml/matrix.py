@@ -1,6 +1,6 @@
 """The attack matrix: attacks x Byzantine fractions x distributions x defences x seeds.
 
-Every cell of the matrix is one simulated run (:func:`zerotrustml.simulation.run`)
+Every cell of the matrix is one simulated run (:func:`zerotrustml.fl.simulation.run`)
 of the base configuration with one attack, one Byzantine fraction, one data
 distribution, one defence and one seed. :func:`run_matrix` runs the cells in
 parallel processes and appends each finished cell to ``cells.jsonl`` as soon
@@ -32,7 +32,7 @@ Cell status
 
 Only ``ok`` and ``n/a`` cells are finished: a re-run of the same
 specification in the same directory skips every cell whose key (a hash of its
-full :class:`~zerotrustml.simulation.RunConfig`: attack and its parameters,
+full :class:`~zerotrustml.fl.simulation.RunConfig`: attack and its parameters,
 fraction, distribution, alpha, defence, seed and the base configuration; and
 of the defence settings the runs resolve, see :func:`defence_settings`) is
 already in ``cells.jsonl``. The honest-only reference accuracy comes with
@@ -76,11 +76,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from zerotrustml import attacks, data, defence, models, partition
+from zerotrustml import defence
 from zerotrustml.backends import BACKENDS
-from zerotrustml.config import DefenceConfig
+from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, PreconditionError, ValidationError
-from zerotrustml.simulation import RunConfig
+from zerotrustml.fl import attacks, data, models, partition
+from zerotrustml.fl.simulation import RunConfig
 
 __all__ = [
     "PIPELINE",
@@ -380,7 +381,7 @@ def distribution_label(dist: Distribution) -> str:
 def defence_settings(path: str | None) -> dict[str, Any]:
     """The defence settings runs resolve: defaults, the file at ``path``, then the environment.
 
-    The simulator reads these (``zerotrustml.config.DefenceConfig``) in every
+    The simulator reads these (``zerotrustml.defence.config.DefenceConfig``) in every
     run, so two matrices that differ only in a settings file or an
     environment variable are different matrices: the result goes into every
     cell's key, and into ``spec.json`` and ``matrix.json``.
@@ -460,7 +461,7 @@ class MatrixSpec:
         the Dirichlet(0.1) no-attack target needs these cells.
     nodes, rounds, dataset, dataset_path, model, local_steps, batch_size, lr, server_lr, momentum, backend,
     omniscient, colluding, holdout_fraction, max_norm
-        The base :class:`~zerotrustml.simulation.RunConfig` fields (same
+        The base :class:`~zerotrustml.fl.simulation.RunConfig` fields (same
         defaults: 20 nodes, 30 rounds, MNIST, softmax regression, ...).
     defence_config : str, optional
         The defence settings file every run gets (``RunConfig.defence_config``:
@@ -753,7 +754,7 @@ class MatrixRun:
 
 def _run_cell(config_json: dict[str, Any]) -> dict[str, Any]:
     """Worker: run one cell in a temporary store; never raises (errors come back as a record)."""
-    from zerotrustml.simulation import run
+    from zerotrustml.fl.simulation import run
 
     try:
         config = RunConfig(**config_json)

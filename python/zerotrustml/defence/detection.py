@@ -25,7 +25,7 @@ uses generic robust statistics only, none keyed to one attack:
   copies...), so it is a property of collusion, not one attack's signature.
 
 :func:`similarity_evidence` computes the statistics; :func:`flag` turns them
-into a verdict with the parameters of :class:`~zerotrustml.config.DefenceConfig`.
+into a verdict with the parameters of :class:`~zerotrustml.defence.config.DefenceConfig`.
 
 What similarity cannot do: under label skew an honest node whose data is
 mostly of a class few others hold points away from the round's median, and
@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zerotrustml import aggregators
-from zerotrustml.config import DefenceConfig
+from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.exceptions import NonFiniteError, ParameterError, PreconditionError, ShapeError
 
 __all__ = ["Evidence", "SimilarityVerdict", "similarity_evidence", "flag", "robust_z", "COMPONENTS"]

@@ -57,7 +57,7 @@ Labels = npt.NDArray[np.integer[Any]]
 MODELS = ("softmax", "mlp")
 
 TORCH_MODELS = ("torch_mlp", "torch_cnn")
-"""The :mod:`zerotrustml.models_torch` models, built by :func:`make_model` when torch is installed."""
+"""The :mod:`zerotrustml.fl.models_torch` models, built by :func:`make_model` when torch is installed."""
 
 DEFAULT_L2 = 1e-4
 """Weight decay: small enough not to bias accuracy, large enough to keep a
@@ -422,7 +422,7 @@ def make_model(
     """
     if name in TORCH_MODELS:
         try:
-            from zerotrustml import models_torch
+            from zerotrustml.fl import models_torch
         except ImportError as e:
             raise ParameterError(f"model: {name!r} needs torch (pip install 'zerotrustml[torch]'): {e}") from e
         return models_torch.make_torch_model(name, n_features, n_classes, image_shape=image_shape, **kw)

@@ -29,7 +29,7 @@ from zerotrustml.exceptions import ParameterError, PreconditionError
 DEFENCES = aggregators.RULES
 
 #: Every defence ``zerotrustml run --aggregator`` accepts: the plain rules and the full pipeline
-#: (:mod:`zerotrustml.pipeline`, which the simulator runs itself).
+#: (:mod:`zerotrustml.defence.pipeline`, which the simulator runs itself).
 ALL_DEFENCES = DEFENCES + ("pipeline",)
 
 #: Share of the uniform weight (or of the length, for clipping) below which an update counts as flagged.

@@ -11,7 +11,7 @@ build the :class:`~zerotrustml.validation.Submission`, submit.
 What a proof shows, and what it does not: the signature shows that the key
 holder claims these losses for exactly this update in exactly this round; it
 cannot show the losses are true, since nobody else has the node's data. That
-is why peers re-score updates on their own data (:mod:`zerotrustml.committee`).
+is why peers re-score updates on their own data (:mod:`zerotrustml.defence.committee`).
 
 Quality
     ``(loss_before - loss_after) / max(loss_before, 1e-12)``: the relative
@@ -54,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zerotrustml.exceptions import ValidationError
-from zerotrustml.models import Model, local_update
+from zerotrustml.fl.models import Model, local_update
 from zerotrustml.validation import Submission
 from zerotrustml.validation import payload_hash as compute_payload_hash
 

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zerotrustml.backends.base import Backend, check_scores
-from zerotrustml.config import DefenceConfig
+from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, PreconditionError
 
 __all__ = ["ReputationLedger", "load_ledger", "save_ledger", "STATE_KEY", "STATE_VERSION"]

@@ -1,6 +1,6 @@
 """Committee verification: peers re-score each update on their own data and vote.
 
-A node's edge proof (:mod:`zerotrustml.proofs`) is a claim nobody else can
+A node's edge proof (:mod:`zerotrustml.defence.proofs`) is a claim nobody else can
 check, so each round a committee of ``k`` peers is drawn, each member
 re-scores every update on its own held-out data (:func:`score_update`) and
 casts a signed :class:`Vote`, and :func:`aggregate_committee_votes` turns the
@@ -48,9 +48,7 @@ from typing import Any
 import nacl.signing
 import numpy.typing as npt
 
-from zerotrustml.exceptions import ParameterError
-from zerotrustml.models import Model
-from zerotrustml.proofs import (
+from zerotrustml.defence.proofs import (
     HASH_BYTES,
     KEY_BYTES,
     MAX_COUNT,
@@ -71,6 +69,8 @@ from zerotrustml.proofs import (
     holdout_losses,
     relative_improvement,
 )
+from zerotrustml.exceptions import ParameterError
+from zerotrustml.fl.models import Model
 
 __all__ = [
     "VOTE_DOMAIN",
@@ -357,7 +357,7 @@ def score_update(
 ) -> float:
     """A member's independent re-score of an update on its own held-out data.
 
-    The same quantity as :attr:`zerotrustml.proofs.EdgeProof.quality` (the
+    The same quantity as :attr:`zerotrustml.defence.proofs.EdgeProof.quality` (the
     relative decrease of the loss after ``params - lr * update``), computed
     by the same code path on the member's data rather than the author's, so
     an author's claim and the members' scores are directly comparable.
@@ -495,7 +495,7 @@ def aggregate_committee_votes(
         The committee (:func:`select_committee`); its size is the majority's
         denominator (see the module docstring for why).
     keys : mapping of str to bytes
-        Registered public keys (a :class:`~zerotrustml.proofs.KeyRing` works).
+        Registered public keys (a :class:`~zerotrustml.defence.proofs.KeyRing` works).
     round, node_id, payload_hash
         The update being judged.
 

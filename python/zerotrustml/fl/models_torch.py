@@ -1,4 +1,4 @@
-"""PyTorch models behind the same flat-vector :class:`~zerotrustml.models.Model` protocol.
+"""PyTorch models behind the same flat-vector :class:`~zerotrustml.fl.models.Model` protocol.
 
 Each model here wraps a small ``torch.nn.Module`` but keeps its parameters
 outside it, as one flat float32 numpy vector, like the numpy models: the
@@ -16,7 +16,7 @@ Flattening
 ``torch_mlp`` (:class:`TorchMLP`), ``F`` features, ``H`` hidden units, ``C`` classes
     ``fc1.weight (H, F)``, ``fc1.bias (H,)``, ``fc2.weight (C, H)``, ``fc2.bias (C,)``.
     Logits are ``fc2(relu(fc1(x)))``. This is exactly the layout of the numpy
-    :class:`~zerotrustml.models.MLP` (``W1, b1, W2, b2``; ``torch.nn.Linear``
+    :class:`~zerotrustml.fl.models.MLP` (``W1, b1, W2, b2``; ``torch.nn.Linear``
     stores its weight as ``(out, in)``), so a vector means the same network in
     both and the two give the same loss and gradient.
 ``torch_cnn`` (:class:`TorchCNN`), images ``(Cin, H, W)``, ``C`` classes
@@ -42,7 +42,7 @@ threads do not interfere. :meth:`TorchModel.init` seeds with
 deterministic in ``seed`` and leaves torch's global generator as it was;
 weights are drawn by the modules' default (``reset_parameters``) initialisers.
 
-Build these through :func:`zerotrustml.models.make_model` with the names in
+Build these through :func:`zerotrustml.fl.models.make_model` with the names in
 :data:`TORCH_MODELS`.
 """
 
@@ -60,7 +60,7 @@ from torch.func import functional_call
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from zerotrustml.exceptions import ParameterError, ShapeError
-from zerotrustml.models import DEFAULT_HIDDEN, DEFAULT_L2, TORCH_MODELS, _count, _FlatModel, _nonnegative
+from zerotrustml.fl.models import DEFAULT_HIDDEN, DEFAULT_L2, TORCH_MODELS, _count, _FlatModel, _nonnegative
 
 __all__ = ["TORCH_MODELS", "TorchModel", "TorchMLP", "TorchCNN", "make_torch_model", "CNN_CHANNELS"]
 
@@ -194,7 +194,7 @@ class TorchModel(_FlatModel):
 
 
 class TorchMLP(TorchModel):
-    """One ReLU hidden layer in torch: ``fc2(relu(fc1(x)))`` (the numpy :class:`~zerotrustml.models.MLP`'s network).
+    """One ReLU hidden layer in torch: ``fc2(relu(fc1(x)))`` (the numpy :class:`~zerotrustml.fl.models.MLP`'s network).
 
     Parameters
     ----------
@@ -203,9 +203,9 @@ class TorchMLP(TorchModel):
     n_classes : int
         Number of classes ``C`` (>= 2).
     hidden : int
-        Hidden width ``H`` (default :data:`~zerotrustml.models.DEFAULT_HIDDEN`).
+        Hidden width ``H`` (default :data:`~zerotrustml.fl.models.DEFAULT_HIDDEN`).
     l2 : float
-        Weight decay on ``fc1.weight`` and ``fc2.weight`` (default :data:`~zerotrustml.models.DEFAULT_L2`).
+        Weight decay on ``fc1.weight`` and ``fc2.weight`` (default :data:`~zerotrustml.fl.models.DEFAULT_L2`).
 
     Notes
     -----
@@ -239,7 +239,7 @@ class TorchCNN(TorchModel):
         Number of classes (>= 2).
     l2 : float
         Weight decay on ``conv1.weight``, ``conv2.weight`` and ``fc.weight``
-        (default :data:`~zerotrustml.models.DEFAULT_L2`).
+        (default :data:`~zerotrustml.fl.models.DEFAULT_L2`).
 
     Notes
     -----
@@ -283,7 +283,7 @@ def _chw(image_shape: object) -> tuple[int, int, int]:
 def make_torch_model(
     name: str, n_features: int, n_classes: int, *, image_shape: tuple[int, ...] | None = None, **kw: Any
 ) -> TorchModel:
-    """Build a torch model by name (what :func:`zerotrustml.models.make_model` calls for :data:`TORCH_MODELS`).
+    """Build a torch model by name (what :func:`zerotrustml.fl.models.make_model` calls for :data:`TORCH_MODELS`).
 
     Parameters
     ----------

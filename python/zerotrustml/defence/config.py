@@ -66,7 +66,7 @@ class DefenceConfig:
     Field names are the lower-case environment variable names. The defaults
     and the reasons for them:
 
-    Similarity detection (:mod:`zerotrustml.detection`)
+    Similarity detection (:mod:`zerotrustml.defence.detection`)
         label_skew_cos_min : float, default -0.5
             Lower bound of the tolerated band of cosines to the coordinate
             median (and to the previous aggregate). Below it an update points
@@ -114,7 +114,7 @@ class DefenceConfig:
             improvement on the member's held-out data) is at least this; 0.0
             accepts anything that does not make the member's loss worse.
 
-    Reputation (:mod:`zerotrustml.reputation`)
+    Reputation (:mod:`zerotrustml.defence.reputation`)
         reputation_initial : float, default 0.7
             A new node's reputation: trusted enough to count, but one flag
             below the fully trusted level, so that a newcomer that misbehaves

@@ -35,11 +35,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import attacks, committee, data, defence, detection, models, partition, pipeline, proofs
+from zerotrustml import defence
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
-from zerotrustml.config import DefenceConfig
+from zerotrustml.defence import committee, detection, pipeline, proofs
+from zerotrustml.defence.config import DefenceConfig
+from zerotrustml.defence.reputation import ReputationLedger
 from zerotrustml.exceptions import ParameterError, SubmissionRejected
-from zerotrustml.reputation import ReputationLedger
+from zerotrustml.fl import attacks, data, models, partition
 from zerotrustml.validation import ModelSpec, Submission, payload_hash
 
 F32 = npt.NDArray[np.float32]

@@ -7,9 +7,9 @@ validation rules) and the signed committee votes:
    registered key and be bound to its payload hash, round and node; a
    missing, forged or replayed proof flags the node (a proof's claimed
    quality is evidence only: a liar signs its own lies).
-2. **Similarity** (:mod:`zerotrustml.detection`): robust statistics of the
+2. **Similarity** (:mod:`zerotrustml.defence.detection`): robust statistics of the
    round's updates, with the label-skew cosine band.
-3. **Committee** (:mod:`zerotrustml.committee`): the round's committee is
+3. **Committee** (:mod:`zerotrustml.defence.committee`): the round's committee is
    drawn from the round seed, weighted by reputation, among nodes in good
    standing; members re-score each update on their own held-out data and
    sign a vote. An update is rejected when a strict majority of its
@@ -19,7 +19,7 @@ validation rules) and the signed committee votes:
    tips doubtful cases but never condemns alone, because a round whose
    committee drew a Byzantine majority would otherwise flag every honest
    node. DESIGN.md: the committee is not the root of trust.
-4. **Reputation** (:mod:`zerotrustml.reputation`): the round's flags update
+4. **Reputation** (:mod:`zerotrustml.defence.reputation`): the round's flags update
    each node's reputation; a node below the exclusion threshold is excluded
    whatever this round's evidence says.
 5. **Aggregation**: the kept updates, each clipped to ``AGGREGATION_CLIP``
@@ -52,11 +52,12 @@ import nacl.signing
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import aggregators, committee, detection
-from zerotrustml.config import DefenceConfig
-from zerotrustml.models import Model
-from zerotrustml.proofs import ProofError, verify_submission_proof
-from zerotrustml.reputation import ReputationLedger
+from zerotrustml import aggregators
+from zerotrustml.defence import committee, detection
+from zerotrustml.defence.config import DefenceConfig
+from zerotrustml.defence.proofs import ProofError, verify_submission_proof
+from zerotrustml.defence.reputation import ReputationLedger
+from zerotrustml.fl.models import Model
 from zerotrustml.validation import Submission
 
 F32 = npt.NDArray[np.float32]
