@@ -31,6 +31,14 @@ pub struct CommitteeVote {
     /// The member's quality score of the update on its own held-out data.
     pub quality: f64,
     pub accept: bool,
+    /// The member's node-key signature over the vote (the Python SDK's
+    /// `Vote.message()`: round, the voted node's id, its payload hash, the
+    /// voter's id, quality, verdict, the voter's key), so the vote is
+    /// evidence anyone can check offline against the members'
+    /// `NodeRegistration`s. Empty when the member signs nothing beyond the
+    /// action.
+    #[serde(default, with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// Whether `agent` is on the committee of `round` under the DNA properties.
@@ -42,6 +50,13 @@ pub fn committee_member(props: &ModelProperties, agent: &AgentPubKey, round: u64
 pub fn check_vote(props: &ModelProperties, author: &AgentPubKey, vote: &CommitteeVote) -> Result<(), String> {
     if !vote.quality.is_finite() {
         return Err(format!("CommitteeVote.quality: must be finite, got {}", vote.quality));
+    }
+    if !(vote.signature.is_empty() || vote.signature.len() == crate::NODE_SIGNATURE_BYTES) {
+        return Err(format!(
+            "CommitteeVote.signature: must be empty or {} bytes, got {}",
+            crate::NODE_SIGNATURE_BYTES,
+            vote.signature.len()
+        ));
     }
     if !committee_member(props, author, vote.round) {
         return Err(format!(
@@ -127,7 +142,13 @@ mod tests {
     }
 
     fn vote(round: u64) -> CommitteeVote {
-        CommitteeVote { round, submission: ActionHash::from_raw_32(vec![9; 32]), quality: 0.2, accept: true }
+        CommitteeVote {
+            round,
+            submission: ActionHash::from_raw_32(vec![9; 32]),
+            quality: 0.2,
+            accept: true,
+            signature: vec![],
+        }
     }
 
     /// A round where `agent` is (or is not) a member under the test properties.
@@ -161,6 +182,15 @@ mod tests {
             err.starts_with("CommitteeVote.author: ") && err.contains(&format!("committee of round {no}")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn signature_empty_or_64_bytes() {
+        let a = agent(1);
+        let yes = round_where(&a, true);
+        assert_eq!(check_vote(&props(), &a, &CommitteeVote { signature: vec![1; 64], ..vote(yes) }), Ok(()));
+        let err = check_vote(&props(), &a, &CommitteeVote { signature: vec![1; 63], ..vote(yes) }).unwrap_err();
+        assert!(err.starts_with("CommitteeVote.signature: must be empty or 64 bytes, got 63"), "{err}");
     }
 
     #[test]

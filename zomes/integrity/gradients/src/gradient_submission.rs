@@ -44,6 +44,13 @@ pub struct EdgeProof {
     /// 16 random bytes, fresh per proof.
     #[serde(with = "serde_bytes")]
     pub nonce: Vec<u8>,
+    /// The node key's Ed25519 signature over the proof (the Python SDK's
+    /// `EdgeProof.message()`, which names the node id, round, payload hash
+    /// and every field above), so the proof is evidence anyone can check
+    /// offline against the author's `NodeRegistration`. Empty when the
+    /// client signs nothing beyond the action.
+    #[serde(default, with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 /// One node's update for one round; the values live in `chunk_hashes`.
@@ -68,11 +75,13 @@ pub struct GradientSubmission {
 }
 
 /// A rejection of the core, prefixed with the entry type so the message
-/// names the field as `Entry.field`.
+/// names the field as `Entry.field`, and suffixed with the rule's code in
+/// brackets, so a client maps it to the same typed error (field and code)
+/// as the embedded store raises for the same rule.
 pub fn rejection(entry: &str, r: &Rejection) -> String {
     match r {
-        Rejection::Spec { .. } => format!("DNA properties: {r}"),
-        _ => format!("{entry}.{r}"),
+        Rejection::Spec { .. } => format!("DNA properties: {r} [{}]", r.code()),
+        _ => format!("{entry}.{r} [{}]", r.code()),
     }
 }
 
@@ -123,6 +132,13 @@ pub fn check_proof(p: &EdgeProof) -> Result<(), String> {
     }
     if p.nonce.len() != NONCE_BYTES {
         return Err(format!("GradientSubmission.proof.nonce: must be {NONCE_BYTES} bytes, got {}", p.nonce.len()));
+    }
+    if !(p.signature.is_empty() || p.signature.len() == crate::NODE_SIGNATURE_BYTES) {
+        return Err(format!(
+            "GradientSubmission.proof.signature: must be empty or {} bytes, got {}",
+            crate::NODE_SIGNATURE_BYTES,
+            p.signature.len()
+        ));
     }
     Ok(())
 }
@@ -235,7 +251,14 @@ mod tests {
             norm: l2_norm(v),
             example_count: 32,
             chunk_hashes: Vec::new(),
-            proof: Some(EdgeProof { loss_before: 0.9, loss_after: 0.7, holdout_size: 50, lr: 0.1, nonce: vec![7; 16] }),
+            proof: Some(EdgeProof {
+                loss_before: 0.9,
+                loss_after: 0.7,
+                holdout_size: 50,
+                lr: 0.1,
+                nonce: vec![7; 16],
+                signature: vec![],
+            }),
         }
     }
 
@@ -264,13 +287,13 @@ mod tests {
         let mut v = values();
         v[1] = f32::NAN;
         let s = GradientSubmission { norm: 3.0, ..sample(&values()) };
-        assert_eq!(full_check(&s, &v).unwrap_err(), "GradientSubmission.values: non-finite value NaN at index 1");
+        assert_eq!(full_check(&s, &v).unwrap_err(), "GradientSubmission.values: non-finite value NaN at index 1 [non_finite]");
         // A NaN norm claim (what a client computes from a NaN payload) is
         // caught before the payload is fetched.
         let s = GradientSubmission { norm: f64::NAN, ..sample(&v) };
         assert_eq!(
             check_claims(&props(), &s).unwrap_err(),
-            "GradientSubmission.norm: NaN is not a finite non-negative number"
+            "GradientSubmission.norm: NaN is not a finite non-negative number [bad_norm]"
         );
     }
 
@@ -280,12 +303,12 @@ mod tests {
         let s = GradientSubmission { dims: 4, ..sample(&v) };
         assert_eq!(
             check_claims(&props(), &s).unwrap_err(),
-            "GradientSubmission.dims: the model has 24 parameters, got 4"
+            "GradientSubmission.dims: the model has 24 parameters, got 4 [dims_mismatch]"
         );
         let s = GradientSubmission { dims: 1000, ..sample(&v) };
         assert_eq!(
             check_claims(&props(), &s).unwrap_err(),
-            "GradientSubmission.values: payload of 4000 bytes exceeds 96"
+            "GradientSubmission.values: payload of 4000 bytes exceeds 96 [too_large]"
         );
         let s = GradientSubmission { model_id: "other".into(), ..sample(&v) };
         assert!(check_claims(&props(), &s).unwrap_err().starts_with("GradientSubmission.model_id: "));
@@ -323,13 +346,14 @@ mod tests {
             (EdgeProof { lr: 0.0, ..sample(&v).proof.unwrap() }, "proof.lr"),
             (EdgeProof { holdout_size: 0, ..sample(&v).proof.unwrap() }, "proof.holdout_size"),
             (EdgeProof { nonce: vec![0; 8], ..sample(&v).proof.unwrap() }, "proof.nonce"),
+            (EdgeProof { signature: vec![0; 8], ..sample(&v).proof.unwrap() }, "proof.signature"),
         ];
         for (p, field) in bad_proofs {
             let err = check_form(&GradientSubmission { proof: Some(p), ..sample(&v) }).unwrap_err();
             assert!(err.starts_with(&format!("GradientSubmission.{field}: ")), "{err}");
         }
         let s = GradientSubmission { example_count: 0, ..sample(&v) };
-        assert_eq!(check_claims(&props(), &s).unwrap_err(), "GradientSubmission.example_count: must be at least 1");
+        assert_eq!(check_claims(&props(), &s).unwrap_err(), "GradientSubmission.example_count: must be at least 1 [no_examples]");
     }
 
     #[test]
@@ -338,7 +362,7 @@ mod tests {
         assert_eq!(check_first_in_round(3, &[1, 2, 4]), Ok(()));
         assert_eq!(
             check_first_in_round(3, &[1, 3]).unwrap_err(),
-            "GradientSubmission.round: this author already submitted in round 3"
+            "GradientSubmission.round: this author already submitted in round 3 [duplicate]"
         );
     }
 

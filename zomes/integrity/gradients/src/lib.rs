@@ -21,6 +21,7 @@ mod chain;
 mod committee_vote;
 mod gradient_chunk;
 mod gradient_submission;
+mod node_registration;
 mod participants;
 mod properties;
 mod reputation_record;
@@ -30,6 +31,7 @@ pub use chain::*;
 pub use committee_vote::*;
 pub use gradient_chunk::*;
 pub use gradient_submission::*;
+pub use node_registration::*;
 pub use participants::*;
 pub use properties::*;
 pub use reputation_record::*;
@@ -43,6 +45,7 @@ pub enum EntryTypes {
     RoundAggregate(RoundAggregate),
     CommitteeVote(CommitteeVote),
     ReputationRecord(ReputationRecord),
+    NodeRegistration(NodeRegistration),
 }
 
 #[hdk_link_types]
@@ -60,6 +63,8 @@ pub enum LinkTypes {
     /// `participants` anchor -> agent key (each agent registers itself in
     /// `init`, so peers know whom to signal).
     Participants,
+    /// `nodes` anchor -> NodeRegistration actions (one per agent).
+    NodeRegistrations,
 }
 
 /// The result of one validation rule: `Ok(Err(reason))` is an invalid op,
@@ -97,6 +102,11 @@ pub fn participants_anchor() -> ExternResult<EntryHash> {
     Path::from("participants").path_entry_hash()
 }
 
+/// The anchor every node registration hangs off.
+pub fn nodes_anchor() -> ExternResult<EntryHash> {
+    Path::from("nodes").path_entry_hash()
+}
+
 fn entry_name(entry: &EntryTypes) -> &'static str {
     match entry {
         EntryTypes::GradientSubmission(_) => "GradientSubmission",
@@ -104,6 +114,7 @@ fn entry_name(entry: &EntryTypes) -> &'static str {
         EntryTypes::RoundAggregate(_) => "RoundAggregate",
         EntryTypes::CommitteeVote(_) => "CommitteeVote",
         EntryTypes::ReputationRecord(_) => "ReputationRecord",
+        EntryTypes::NodeRegistration(_) => "NodeRegistration",
     }
 }
 
@@ -148,6 +159,7 @@ fn validate_create(action: EntryCreationAction, entry: EntryTypes) -> ExternResu
         EntryTypes::RoundAggregate(a) => validate_create_round_aggregate(a),
         EntryTypes::CommitteeVote(v) => validate_create_committee_vote(&action, v),
         EntryTypes::ReputationRecord(r) => validate_create_reputation_record(r),
+        EntryTypes::NodeRegistration(r) => validate_create_node_registration(&action, r),
     })
 }
 
@@ -164,6 +176,7 @@ fn validate_create_link(
         LinkTypes::AgentToReputation => validate_create_link_agent_to_reputation(action, base, target),
         LinkTypes::SubmissionToVotes => validate_create_link_submission_to_votes(action, base, target),
         LinkTypes::Participants => validate_create_link_participants(action, base, target),
+        LinkTypes::NodeRegistrations => validate_create_link_node_registrations(action, base, target),
     }
 }
 

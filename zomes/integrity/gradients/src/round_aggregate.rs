@@ -21,6 +21,16 @@
 //! - `result_hash`: SHA-256 of the result's little-endian float32 bytes (the
 //!   payload hash of the core), and `result_chunks` its canonical split.
 //!
+//! - `personal`: an agent's own result under its own defence (the full
+//!   pipeline: proofs, similarity, committee votes, reputation, a clipped
+//!   weighted mean; or a plain rule applied in its own row order). It can
+//!   depend on the agent's reputation history and the votes it read, so
+//!   validators cannot recompute it: it is a claim attributed to its author,
+//!   checked for structure only (any number of flagged contributors, in
+//!   contributor order), and readers recompute it themselves (the Python
+//!   `HolochainBackend` does, for every honest agent). `contributors` then
+//!   says exactly which submissions the agent's result covers.
+//!
 //! Validation always checks the structure: every contributor a valid
 //! submission of the round, canonical order, the result chunks' digest equal
 //! to `result_hash` with `dims` finite values, `flagged` authors of
@@ -45,7 +55,7 @@ use crate::{
 #[derive(Clone, PartialEq)]
 pub struct RoundAggregate {
     pub round: u64,
-    /// "mean" | "krum" | "multi_krum" | "median" | "trimmed_mean".
+    /// "mean" | "krum" | "multi_krum" | "median" | "trimmed_mean" | "personal".
     pub rule: String,
     /// Assumed number of Byzantine contributors.
     pub f: u32,
@@ -68,10 +78,13 @@ pub enum Rule {
     MultiKrum,
     Median,
     TrimmedMean,
+    /// An agent's own result: a claim, never recomputed by validators.
+    Personal,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 5] = [Rule::Mean, Rule::Krum, Rule::MultiKrum, Rule::Median, Rule::TrimmedMean];
+    pub const ALL: [Rule; 6] =
+        [Rule::Mean, Rule::Krum, Rule::MultiKrum, Rule::Median, Rule::TrimmedMean, Rule::Personal];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -80,7 +93,13 @@ impl Rule {
             Rule::MultiKrum => "multi_krum",
             Rule::Median => "median",
             Rule::TrimmedMean => "trimmed_mean",
+            Rule::Personal => "personal",
         }
+    }
+
+    /// Whether validators can recompute the rule from the contributors alone.
+    pub fn recomputable(self) -> bool {
+        !matches!(self, Rule::Personal)
     }
 
     pub fn parse(name: &str) -> Result<Rule, String> {
@@ -90,12 +109,14 @@ impl Rule {
         })
     }
 
-    /// How many contributors the rule flags out of `n` (structure check).
-    pub fn flagged_count(self, n: usize, f: usize) -> usize {
+    /// How many contributors the rule flags out of `n` (structure check);
+    /// `None` when any number up to `n` is possible.
+    pub fn flagged_count(self, n: usize, f: usize) -> Option<usize> {
         match self {
-            Rule::Krum => n.saturating_sub(1),
-            Rule::MultiKrum => n.min(f),
-            Rule::Mean | Rule::Median | Rule::TrimmedMean => 0,
+            Rule::Krum => Some(n.saturating_sub(1)),
+            Rule::MultiKrum => Some(n.min(f)),
+            Rule::Mean | Rule::Median | Rule::TrimmedMean => Some(0),
+            Rule::Personal => None,
         }
     }
 }
@@ -149,6 +170,7 @@ pub fn recompute(rule: Rule, f: u32, rows: &[Vec<f32>], example_counts: &[u64]) 
         }
         Rule::Median => (median(&rows).map_err(|e| core_error(rule, e))?.vector, Vec::new()),
         Rule::TrimmedMean => (trimmed_mean(&rows, f).map_err(|e| core_error(rule, e))?.vector, Vec::new()),
+        Rule::Personal => return Err("RoundAggregate.rule: personal results are claims; they cannot be recomputed".into()),
     };
     Ok(Recomputed { values, flagged })
 }
@@ -180,7 +202,7 @@ pub fn check_flagged_structure(
     authors: &[AgentPubKey],
     flagged: &[AgentPubKey],
 ) -> Result<(), String> {
-    let want = rule.flagged_count(authors.len(), usize::try_from(f).unwrap_or(usize::MAX));
+    let want = rule.flagged_count(authors.len(), usize::try_from(f).unwrap_or(usize::MAX)).unwrap_or(flagged.len());
     if flagged.len() != want {
         return Err(format!(
             "RoundAggregate.flagged: {} flagged, but {} flags {want} of {} contributors",
@@ -281,7 +303,7 @@ pub fn validate_create_round_aggregate(a: &RoundAggregate) -> Verdict {
     }
     check!(check_flagged_structure(rule, a.f, &authors, &a.flagged));
 
-    if !within_recompute_limit(submissions.len(), props.dims, props.recompute_limit) {
+    if !rule.recomputable() || !within_recompute_limit(submissions.len(), props.dims, props.recompute_limit) {
         return Ok(Ok(()));
     }
     let mut rows = Vec::with_capacity(submissions.len());
@@ -403,6 +425,19 @@ mod tests {
         assert!(check_flagged_structure(Rule::Krum, 1, &authors, &[agent(2), agent(1), agent(3), agent(4)]).is_err());
         assert_eq!(check_flagged_structure(Rule::Krum, 1, &authors, &[agent(1), agent(2), agent(4), agent(5)]), Ok(()));
         assert_eq!(check_flagged_structure(Rule::Mean, 3, &authors, &[]), Ok(()));
+        // A personal claim flags any sub-list, still in contributor order and of contributors only.
+        assert_eq!(check_flagged_structure(Rule::Personal, 0, &authors, &[]), Ok(()));
+        assert_eq!(check_flagged_structure(Rule::Personal, 0, &authors, &[agent(2), agent(5)]), Ok(()));
+        assert!(check_flagged_structure(Rule::Personal, 0, &authors, &[agent(5), agent(2)]).is_err());
+        assert!(check_flagged_structure(Rule::Personal, 0, &authors, &[agent(7)]).is_err());
+    }
+
+    #[test]
+    fn personal_is_a_claim_validators_do_not_recompute() {
+        assert!(!Rule::Personal.recomputable());
+        assert!(Rule::ALL.iter().filter(|r| **r != Rule::Personal).all(|r| r.recomputable()));
+        let err = recompute(Rule::Personal, 0, &rows(), &[1; 5]).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.rule: personal results are claims"), "{err}");
     }
 
     #[test]
@@ -443,7 +478,7 @@ mod tests {
         let err = check_result_digest(24, &payload_hash(&nan), &digest_of(&nan)).unwrap_err();
         assert_eq!(err, "RoundAggregate.result_chunks: non-finite value NaN at index 3");
         let err = check_result_digest(25, &hash, &digest_of(&v)).unwrap_err();
-        assert_eq!(err, "RoundAggregate.result_chunks: expected 25 values, got 24");
+        assert_eq!(err, "RoundAggregate.result_chunks: expected 25 values, got 24 [length_mismatch]");
     }
 
     #[test]
