@@ -36,6 +36,7 @@ from zerotrustml.backends import (
     BACKENDS,
     Backend,
     EmbeddedStore,
+    HolochainBackend,
     RoundRecord,
     StoreCorruptError,
     StoreError,
@@ -120,11 +121,16 @@ def count_rows(data_dir: Path, table: str) -> int:
 
 
 def test_open_backend_names() -> None:
-    assert BACKENDS == ("embedded",)
+    assert BACKENDS == ("embedded", "holochain", "mock")
     assert isinstance(open_backend("embedded", "/nonexistent/never-opened"), EmbeddedStore)
+    for name in ("holochain", "mock"):
+        backend = open_backend(name, "/nonexistent/never-opened", round_timeout=5.0)
+        assert isinstance(backend, HolochainBackend) and backend.name == name
     with pytest.raises(ParameterError) as err:
         open_backend("x", "/tmp")
-    assert str(err.value) == "backend: unknown name 'x'; choose one of embedded"
+    assert str(err.value) == "backend: unknown name 'x'; choose one of embedded, holochain, mock"
+    with pytest.raises(ParameterError, match="the embedded store takes none"):
+        open_backend("embedded", "/tmp", conductors=2)
 
 
 def test_store_errors_are_exported_from_exceptions() -> None:

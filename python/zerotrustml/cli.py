@@ -178,7 +178,27 @@ def _default_data_dir(config: RunConfig) -> Path:
 )
 @click.option("--colluding/--no-colluding", default=True, show_default=True, help="Attackers coordinate.")
 @click.option("--max-norm", default=1e6, show_default=True, help="Norm bound every submission must meet.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="embedded", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="embedded",
+    show_default=True,
+    help="embedded: SQLite; holochain: every node an agent on real conductors (a local network on loopback); "
+    "mock: the same through the in-process mock conductor.",
+)
+@click.option(
+    "--conductors",
+    type=click.IntRange(min=1),
+    default=None,
+    help="holochain: conductor processes to spread the agents over [default: one per 5 agents].",
+)
+@click.option(
+    "--round-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="holochain/mock: seconds an agent waits for a round's submissions and votes to reach it.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -200,7 +220,14 @@ def _default_data_dir(config: RunConfig) -> Path:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the summary path only.")
 def run(
-    data_dir: Path | None, out: Path | None, plot_path: Path | None, quiet: bool, batch_size: int, **options: Any
+    data_dir: Path | None,
+    out: Path | None,
+    plot_path: Path | None,
+    quiet: bool,
+    batch_size: int,
+    conductors: int | None,
+    round_timeout: float,
+    **options: Any,
 ) -> None:
     """Simulate federated training with Byzantine nodes and a robust aggregator.
 
@@ -213,6 +240,13 @@ def run(
         config.check()
     except ValidationError as e:
         raise click.UsageError(str(e)) from None
+    backend_options: dict[str, Any] = {}
+    if config.backend in ("holochain", "mock"):
+        backend_options = {"round_timeout": round_timeout, "log": lambda msg: console.log(msg)}
+        if config.backend == "holochain":
+            backend_options["conductors"] = conductors
+    elif conductors is not None:
+        raise click.UsageError("--conductors: only for --backend holochain")
     data_dir = data_dir or _default_data_dir(config)
     out = out or data_dir / "run.json"
     metrics_path = out.with_suffix(".jsonl") if out.suffix == ".json" else out.with_name(out.name + ".jsonl")
@@ -240,7 +274,9 @@ def run(
             )
 
         try:
-            sim = simulation.Simulation(config, data_dir, metrics_path=metrics_path, on_round=on_round)
+            sim = simulation.Simulation(
+                config, data_dir, metrics_path=metrics_path, on_round=on_round, backend_options=backend_options
+            )
             summary = sim.run()
         except (ValidationError, StoreError, OSError) as e:
             raise click.ClickException(str(e)) from None

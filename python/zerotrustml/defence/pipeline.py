@@ -174,6 +174,26 @@ def contributions(
     return out
 
 
+def committee_members(
+    round: int,
+    node_ids: Sequence[str],
+    *,
+    ledger: ReputationLedger,
+    config: DefenceConfig,
+    seed: int,
+    previous: F32 | None,
+) -> list[str]:
+    """The committee of a round, drawn from the nodes in good standing (the nodes that submitted, by id).
+
+    :func:`run_round` draws the same committee from the same ledger; callers whose votes travel (the DHT) call
+    this first, let the members vote, and hand :func:`run_round` the votes they read back.
+    """
+    standing = [nid for nid in node_ids if not ledger.excluded(nid)] or list(node_ids)
+    return committee.select_committee(
+        standing, round, round_seed(seed, round, previous), config.committee_size, reputations=ledger.scores
+    )
+
+
 @dataclass
 class PipelineVerdict:
     """What the pipeline did with one round."""
@@ -259,10 +279,7 @@ def run_round(
     doubtful = suspicion >= 0.5 * config.suspicion_threshold
 
     # 3. Committee, drawn from the nodes in good standing.
-    standing = [nid for nid in ids if not ledger.excluded(nid)] or ids
-    members = committee.select_committee(
-        standing, round, round_seed(seed, round, previous), config.committee_size, reputations=ledger.scores
-    )
+    members = committee_members(round, ids, ledger=ledger, config=config, seed=seed, previous=previous)
     cast = list(votes(members, submissions))
     decisions: dict[str, Any] = {}
     pooled = np.full(n, np.nan)

@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from zerotrustml import defence
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
+from zerotrustml.backends.holochain import HolochainBackend
 from zerotrustml.defence import committee, detection, pipeline, proofs
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.defence.reputation import ReputationLedger
@@ -48,6 +49,10 @@ F32 = npt.NDArray[np.float32]
 
 #: Stages timed per round (``<stage>_ms`` in the metrics).
 STAGES = ("train", "validate", "aggregate", "store")
+#: Stages a DHT backend adds: every node's submission committed through its own agent, the round reaching the
+#: first honest agent, the committee's votes published and read
+#: back, and every other honest agent reading the round and recomputing the result.
+DHT_STAGES = ("submit", "visible", "votes", "agreement")
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,17 @@ class _Setup:
     ring: proofs.KeyRing
 
 
+@dataclass
+class _Decision:
+    """One agent's result of a round."""
+
+    aggregate: F32
+    kept: list[str]
+    flagged: set[str]
+    evidence: dict[str, Any]
+    ledger: dict[str, Any] | None
+
+
 class Simulation:
     """A run of :class:`RunConfig` against a backend in ``data_dir``.
 
@@ -218,8 +234,10 @@ class Simulation:
         *,
         metrics_path: str | Path | None = None,
         on_round: Callable[[dict[str, Any]], None] | None = None,
+        backend_options: Mapping[str, Any] | None = None,
     ) -> None:
         config.check()
+        self.backend_options = dict(backend_options or {})
         self.config = config
         self.data_dir = Path(data_dir)
         self.metrics_path = Path(metrics_path) if metrics_path is not None else self.data_dir / "run.jsonl"
@@ -284,7 +302,7 @@ class Simulation:
         c = self.config
         s = self._setup()
         t_start = time.perf_counter()
-        backend = open_backend(c.backend, self.data_dir)
+        backend = open_backend(c.backend, self.data_dir, **self.backend_options)
         await backend.open()
         try:
             start, st = await self._resume_or_start(backend, s)
@@ -344,6 +362,9 @@ class Simulation:
                 "or the same parameters to resume it"
             )
         await backend.set_model_spec(s.spec)
+        if isinstance(backend, HolochainBackend):
+            # Every node an agent of its own, registered with its node key.
+            await backend.add_nodes(s.keys)
         last = await backend.last_completed_round()
         if last is None:
             await backend.put_meta("run", c.to_json())
@@ -427,15 +448,72 @@ class Simulation:
                 await backend.submit(sub)
             except SubmissionRejected as e:
                 rejected[nid] = f"{e.code}: {e}"
-        stored = await backend.get_round(r)
-        times["validate"] = time.perf_counter() - t0
-
-        # Aggregate what the backend holds; the defence sees node ids, payloads and example counts only.
+        if isinstance(backend, HolochainBackend):
+            times["submit"] = time.perf_counter() - t0
+            decision, stored = await self._decide_on_dht(backend, s, r, st, rejected, times)
+            times["validate"] = times["submit"] + times["visible"]
+        else:
+            stored = await backend.get_round(r)
+            times["validate"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            decision = self._decide(s, r, st, stored, rejected, self._vote_source(s, r, st))
+            times["aggregate"] = time.perf_counter() - t0
+        aggregate, kept_ids, flagged_ids = decision.aggregate, decision.kept, decision.flagged
+        evidence, ledger_state = decision.evidence, decision.ledger
         t0 = time.perf_counter()
+        velocity = (c.momentum * st.velocity + aggregate).astype(np.float32)
+        theta = (st.theta - c.effective_server_lr * velocity).astype(np.float32)
+        times["aggregate"] += time.perf_counter() - t0
+
+        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target, ledger_state)
+        metrics = self._evaluate(s, r, theta, reference, flagged_ids, len(rejected))
+        metrics["train_loss"] = float(np.mean([losses[n] for n in honest_ids]))
+        for stage in STAGES[:-1]:
+            metrics[f"{stage}_ms"] = times[stage] * 1e3
+        for extra in DHT_STAGES:
+            if extra in times:
+                metrics[f"{extra}_ms"] = times[extra] * 1e3
+
+        # The record carries the optimiser state: one write, so a run can always resume after it.
+        t0 = time.perf_counter()
+        record = RoundRecord(
+            round=r,
+            rule=c.aggregator,
+            contributors=tuple(kept_ids),
+            flagged=tuple(sorted(flagged_ids)),
+            aggregate=aggregate,
+            model=theta,
+            evidence={**evidence, "state": new.to_json()},
+            metrics=dict(metrics),
+        )
+        await backend.put_round_record(record)
+        if c.aggregator == "pipeline" and ledger_state is not None:
+            await backend.put_reputations(r, ledger_state["scores"])
+        if isinstance(backend, HolochainBackend):
+            # Every honest agent publishes its own result: a claim naming the submissions it covers.
+            honest_agents = [n for n in s.node_ids if n not in s.byzantine]
+            await asyncio.gather(*(backend.publish_result(n, record, stored) for n in honest_agents))
+        metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
+        return new, metrics
+
+    def _vote_source(self, s: _Setup, r: int, st: _State) -> pipeline.VoteSource:
+        return lambda members, subs: self._votes(s, r, st.theta, members, subs)
+
+    def _decide(
+        self,
+        s: _Setup,
+        r: int,
+        st: _State,
+        stored: Sequence[Submission],
+        rejected: Mapping[str, str],
+        votes: pipeline.VoteSource,
+    ) -> _Decision:
+        """The round's result from what one agent holds: the defence sees node ids, payloads, proofs and votes."""
+        c = self.config
         ids = [sub.node_id for sub in stored]
         flagged_ids = set(rejected)
         kept_ids: list[str] = []
-        evidence: dict[str, Any] = {"rejected": rejected}
+        evidence: dict[str, Any] = {"rejected": dict(rejected)}
         ledger_state = st.ledger
         if ids and c.aggregator == "pipeline":
             ledger = (
@@ -449,7 +527,7 @@ class Simulation:
                 config=s.defence_config,
                 keys=s.ring,
                 ledger=ledger,
-                votes=lambda members, subs: self._votes(s, r, st.theta, members, subs),
+                votes=votes,
                 seed=c.seed,
                 f=c.f,
                 previous=st.previous,
@@ -476,33 +554,83 @@ class Simulation:
             evidence["scores"] = {nid: float(v) for nid, v in zip(ids, verdict.scores, strict=False)}
         else:
             aggregate = np.zeros_like(st.theta)
-        velocity = (c.momentum * st.velocity + aggregate).astype(np.float32)
-        theta = (st.theta - c.effective_server_lr * velocity).astype(np.float32)
-        times["aggregate"] = time.perf_counter() - t0
+        return _Decision(np.asarray(aggregate, dtype=np.float32), kept_ids, flagged_ids, evidence, ledger_state)
 
-        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target, ledger_state)
-        metrics = self._evaluate(s, r, theta, reference, flagged_ids, len(rejected))
-        metrics["train_loss"] = float(np.mean([losses[n] for n in honest_ids]))
-        for stage in STAGES[:-1]:
-            metrics[f"{stage}_ms"] = times[stage] * 1e3
+    async def _decide_on_dht(
+        self,
+        backend: HolochainBackend,
+        s: _Setup,
+        r: int,
+        st: _State,
+        rejected: Mapping[str, str],
+        times: dict[str, float],
+    ) -> tuple[_Decision, list[Submission]]:
+        """No central server: every honest agent reads the round through its own conductor and decides.
 
-        # The record carries the optimiser state: one write, so a run can always resume after it.
+        The first honest agent (by id) publishes the committee's votes it reads back; every honest agent then
+        decides from its own reads, and all must reach the same bits. A disagreement is an error, never averaged.
+        """
+        c = self.config
+        honest = [n for n in s.node_ids if n not in s.byzantine]
+        expected = [n for n in s.node_ids if n not in rejected]
         t0 = time.perf_counter()
-        record = RoundRecord(
-            round=r,
-            rule=c.aggregator,
-            contributors=tuple(kept_ids),
-            flagged=tuple(sorted(flagged_ids)),
-            aggregate=aggregate,
-            model=theta,
-            evidence={**evidence, "state": new.to_json()},
-            metrics=dict(metrics),
-        )
-        await backend.put_round_record(record)
-        if c.aggregator == "pipeline" and ledger_state is not None:
-            await backend.put_reputations(r, ledger_state["scores"])
-        metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
-        return new, metrics
+        observer = backend.view(honest[0])
+        stored, missing = await observer.await_round(r, expected)
+        times["visible"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        cast: list[committee.Vote] = []
+        members: list[str] = []
+        if c.aggregator == "pipeline" and stored:
+            ledger = (
+                ReputationLedger(s.defence_config)
+                if st.ledger is None
+                else ReputationLedger.from_state(s.defence_config, st.ledger)
+            )
+            ids = [x.node_id for x in stored]
+            members = pipeline.committee_members(
+                r, ids, ledger=ledger, config=s.defence_config, seed=c.seed, previous=st.previous
+            )
+            cast = self._votes(s, r, st.theta, members, stored)
+            await backend.publish_votes(r, cast)
+        times["votes"] = time.perf_counter() - t0
+
+        async def decide(view_node: str) -> tuple[_Decision, list[Submission], list[str]]:
+            view = backend.view(view_node)
+            held, lost = (stored, missing) if view_node == honest[0] else await view.await_round(r, expected)
+            read: list[committee.Vote] = []
+            if c.aggregator == "pipeline" and held:
+                read = await view.await_votes(r, held, members, expected=len(cast))
+
+            def votes(m: Sequence[str], subs: Sequence[Submission]) -> list[committee.Vote]:
+                if list(m) != members:
+                    raise StoreError(f"round {r}: agent {view_node} draws committee {list(m)}, not {members}")
+                return read
+
+            return self._decide(s, r, st, held, rejected, votes), held, lost
+
+        t0 = time.perf_counter()
+        mine, _, _ = await decide(honest[0])
+        times["aggregate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for other in honest[1:]:
+            theirs, held, lost = await decide(other)
+            same = (
+                theirs.aggregate.tobytes() == mine.aggregate.tobytes()
+                and theirs.kept == mine.kept
+                and theirs.flagged == mine.flagged
+            )
+            if not same:
+                raise StoreError(
+                    f"round {r}: honest agents disagree: {other} holds {len(held)} submissions (missing {lost}), "
+                    f"{honest[0]} holds {len(stored)} (missing {missing}); their results differ "
+                    f"(kept {theirs.kept} vs {mine.kept}, flagged {sorted(theirs.flagged)} vs {sorted(mine.flagged)})"
+                )
+        times["agreement"] = time.perf_counter() - t0
+        if missing:
+            mine.evidence["missing"] = missing
+        mine.evidence["agents_agreeing"] = len(honest)
+        return mine, stored
 
     def _oracle(self, s: _Setup, st: _State) -> Callable[[F32], npt.NDArray[np.bool_]]:
         """What an adaptive attacker aimed at the pipeline simulates: its similarity stage, which needs only
@@ -653,8 +781,10 @@ class Simulation:
             "metrics_path": str(self.metrics_path),
             "elapsed_s": elapsed,
         }
-        for stage in STAGES:
-            p = _percentiles([row[f"{stage}_ms"] for row in rows])
+        for stage in STAGES + DHT_STAGES:
+            if stage in DHT_STAGES and f"{stage}_ms" not in last:
+                continue
+            p = _percentiles([row.get(f"{stage}_ms") for row in rows])
             summary[f"{stage}_ms_p50"], summary[f"{stage}_ms_p95"] = p["p50"], p["p95"]
         return summary
 

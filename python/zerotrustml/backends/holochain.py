@@ -1,0 +1,632 @@
+"""The Holochain backend: the DHT, through one agent per node, and a local store for what stays local.
+
+What goes where:
+
+- **On the DHT** (the hApp's zome functions, called through each node's own
+  agent): node registrations, submissions (chunked payloads; the integrity
+  zome applies the same core rules as the embedded store), committee votes,
+  every honest agent's round result (a ``RoundAggregate`` with rule
+  ``personal``: a claim naming exactly the submissions it covers), and
+  reputation records.
+- **In the local store** (an :class:`~zerotrustml.backends.embedded.EmbeddedStore`
+  in ``data_dir``): the model spec, this run's round records (with evidence,
+  metrics and optimiser state) and metadata. That is the run's own notebook,
+  not shared state.
+
+Identity: a node signs its proofs and votes with its own Ed25519 *node
+key*. :meth:`HolochainBackend.add_nodes` gives every node an agent and
+publishes a ``NodeRegistration`` binding node id and node key to that agent
+(signed by the node key over the agent key). Readers map a submission's
+author to its node id and key through the registrations, so a proof or a
+vote read from the DHT is the same object, with the same signature, as the
+one the node signed; verification does not trust the backend.
+
+Reads go through an agent (:meth:`HolochainBackend.view`): each agent sees
+what has reached it, and a round's input set is what that agent holds when
+it stops waiting (:meth:`HolochainView.await_round`). Results are ordered by
+node id, never by DHT read order, so two agents that hold the same inputs
+compute the same bits.
+
+Where the cells come from: ``mode="conductors"`` starts a
+:class:`~zerotrustml.holochain.network.LocalNetwork` (real conductors on
+loopback); ``mode="mock"`` uses the in-process
+:class:`~zerotrustml.backends.mock_conductor.MockConductor`, which answers
+the same zome functions with the same payloads and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import nacl.signing
+import numpy as np
+
+from zerotrustml.backends.base import Backend, RoundRecord, StoreError
+from zerotrustml.backends.embedded import EmbeddedStore
+from zerotrustml.exceptions import ParameterError
+from zerotrustml.holochain.errors import ConductorError, ConductorTimeout, ConductorUnavailable
+from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
+from zerotrustml.validation import ModelSpec, Submission
+
+__all__ = [
+    "HolochainBackend",
+    "HolochainView",
+    "ZomeCaller",
+    "REGISTRATION_DOMAIN",
+    "registration_message",
+    "sign_registration",
+]
+
+REGISTRATION_DOMAIN = b"zerotrustml/node-registration/v1"
+
+
+class ZomeCaller(Protocol):
+    """One agent's cell: a real :class:`~zerotrustml.holochain.client.Cell` or a mock one."""
+
+    @property
+    def agent(self) -> bytes: ...
+
+    async def call(self, fn_name: str, payload: Any = None, timeout: float = ...) -> Any: ...
+
+
+def _lp(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def registration_message(agent: bytes, node_id: str, node_key: bytes) -> bytes:
+    """The bytes a node registration's signature covers (the integrity zome's ``registration_message``)."""
+    return b"".join((_lp(REGISTRATION_DOMAIN), _lp(bytes(agent)), _lp(node_id.encode("utf-8")), _lp(bytes(node_key))))
+
+
+def sign_registration(signing_key: nacl.signing.SigningKey, agent: bytes, node_id: str) -> dict[str, Any]:
+    """A ``NodeRegistration`` entry for ``node_id`` on ``agent``, signed by the node key."""
+    node_key = bytes(signing_key.verify_key)
+    signature = signing_key.sign(registration_message(agent, node_id, node_key)).signature
+    return {"node_id": node_id, "node_key": node_key, "signature": bytes(signature)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# submissions, proofs and votes: package objects <-> zome entries
+
+
+def zome_proof(proof: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The zome's ``EdgeProof`` for a submission's proof (``EdgeProof.to_json`` form), or ``None``.
+
+    The node id, round, payload hash and public key are not stored: the
+    submission and its author's registration imply them, and a reader
+    rebuilds the proof from those (:func:`proof_from_entry`). A proof that
+    does not parse is submitted as no proof; verification would refuse it
+    either way.
+    """
+    if not proof:
+        return None
+    from zerotrustml.defence.proofs import EdgeProof, ProofError
+
+    try:
+        p = EdgeProof.from_json(proof)
+    except ProofError:
+        return None
+    return {
+        "loss_before": p.loss_before,
+        "loss_after": p.loss_after,
+        "holdout_size": p.holdout_size,
+        "lr": p.lr,
+        "nonce": p.nonce,
+        "signature": p.signature,
+    }
+
+
+def proof_from_entry(
+    entry: Mapping[str, Any] | None, *, node_id: str, node_key: bytes | None, round: int, payload_hash: bytes
+) -> dict[str, Any]:
+    """A submission's proof as the node signed it, rebuilt from the DHT entry and the author's registration."""
+    if not entry or node_key is None or len(bytes(entry.get("signature") or b"")) == 0:
+        return {}
+    from zerotrustml.defence.proofs import EdgeProof, ProofError
+
+    try:
+        return EdgeProof(
+            node_id=node_id,
+            round=round,
+            payload_hash=payload_hash,
+            nonce=bytes(entry["nonce"]),
+            loss_before=entry["loss_before"],
+            loss_after=entry["loss_after"],
+            holdout_size=entry["holdout_size"],
+            lr=entry["lr"],
+            public_key=node_key,
+            signature=bytes(entry["signature"]),
+        ).to_json()
+    except (ProofError, KeyError, TypeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class _Registered:
+    node_id: str
+    node_key: bytes
+    action_hash: bytes
+
+
+@dataclass
+class _Node:
+    node_id: str
+    cell: ZomeCaller
+    signing_key: nacl.signing.SigningKey
+
+
+Provision = Callable[[dict[str, Any], int], Awaitable[list[ZomeCaller]]]
+
+
+class HolochainView:
+    """Reads of the DHT through one agent (see the module docs); returned by :meth:`HolochainBackend.view`."""
+
+    def __init__(self, backend: HolochainBackend, node_id: str) -> None:
+        self.backend = backend
+        self.node_id = node_id
+        self.cell = backend._node(node_id).cell
+
+    async def registry(self, refresh: bool = False) -> dict[bytes, _Registered]:
+        """Agent key -> registration, as this agent sees them; a node id claimed twice goes to the first by hash."""
+        outputs = await self.cell.call("get_node_registrations", None)
+        by_agent: dict[bytes, _Registered] = {}
+        claimed: set[str] = set()
+        for out in outputs:  # ordered by action hash
+            reg = out["registration"]
+            agent, node_id = bytes(out["agent"]), str(reg["node_id"])
+            if node_id in claimed or agent in by_agent:
+                continue
+            claimed.add(node_id)
+            by_agent[agent] = _Registered(node_id, bytes(reg["node_key"]), bytes(out["action_hash"]))
+        return by_agent
+
+    async def get_round(self, round: int) -> list[Submission]:
+        """Every submission of ``round`` this agent holds, ordered by node id."""
+        subs, _ = await self._read_round(round)
+        return subs
+
+    async def _read_round(self, round: int) -> tuple[list[Submission], dict[str, bytes]]:
+        outputs = await self.cell.call("get_round_submissions", int(round))
+        reg = self.backend._registry
+        if any(bytes(o["author"]) not in reg for o in outputs):
+            self.backend._registry = reg = await self.registry()
+        subs: list[Submission] = []
+        actions: dict[str, bytes] = {}
+        for out in outputs:
+            author = bytes(out["author"])
+            r = reg.get(author)
+            # An author without a registration is not a node of the federation: it shows under its agent key,
+            # and the defence finds no registered key for it.
+            node_id = r.node_id if r is not None else hash_b64(author)
+            entry = out["submission"]
+            digest = bytes(entry["payload_hash"])
+            subs.append(
+                Submission(
+                    node_id=node_id,
+                    round=int(entry["round"]),
+                    model_id=str(entry["model_id"]),
+                    values=np.asarray(out["values"], dtype=np.float32),
+                    example_count=int(entry["example_count"]),
+                    norm=float(entry["norm"]),
+                    payload_hash=digest,
+                    proof=proof_from_entry(
+                        entry.get("proof"),
+                        node_id=node_id,
+                        node_key=r.node_key if r is not None else None,
+                        round=int(entry["round"]),
+                        payload_hash=digest,
+                    ),
+                )
+            )
+            actions[node_id] = bytes(out["action_hash"])
+        subs.sort(key=lambda s: s.node_id)
+        self.backend._actions.update({(round, nid): ah for nid, ah in actions.items()})
+        return subs, actions
+
+    async def await_round(
+        self, round: int, expected: Collection[str], timeout: float | None = None
+    ) -> tuple[list[Submission], list[str]]:
+        """Read ``round`` until every ``expected`` node's submission is here or ``timeout`` passes.
+
+        Returns the submissions (by node id) and the expected nodes still missing.
+        """
+        timeout = self.backend.round_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        want = set(expected)
+        while True:
+            subs, _ = await self._read_round(round)
+            missing = sorted(want - {s.node_id for s in subs})
+            if not missing or time.monotonic() >= deadline:
+                return subs, missing
+            await asyncio.sleep(self.backend.poll)
+
+    async def get_votes(self, round: int, subs: Sequence[Submission]) -> list[Any]:
+        """Every committee vote on ``subs`` this agent holds, as the members signed them."""
+        from zerotrustml.defence.committee import Vote
+        from zerotrustml.defence.proofs import ProofError
+
+        reg = self.backend._registry
+        out: list[Vote] = []
+        for sub in subs:
+            ah = self.backend._actions.get((round, sub.node_id))
+            if ah is None:
+                continue
+            for v in await self.cell.call("get_submission_votes", ah):
+                author = bytes(v["author"])
+                r = reg.get(author)
+                if r is None:
+                    self.backend._registry = reg = await self.registry()
+                    r = reg.get(author)
+                vote = v["vote"]
+                sig = bytes(vote.get("signature") or b"")
+                if r is None or not sig:
+                    continue  # not a node, or nothing to verify: not evidence
+                with contextlib.suppress(ProofError):
+                    out.append(
+                        Vote(
+                            round=int(vote["round"]),
+                            node_id=sub.node_id,
+                            payload_hash=sub.payload_hash,
+                            voter=r.node_id,
+                            quality=float(vote["quality"]),
+                            accept=bool(vote["accept"]),
+                            public_key=r.node_key,
+                            signature=sig,
+                        )
+                    )
+        return out
+
+    async def await_votes(
+        self,
+        round: int,
+        subs: Sequence[Submission],
+        members: Sequence[str],
+        expected: int,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Votes on ``subs`` until ``expected`` have arrived or ``timeout`` passes, in the members' order.
+
+        The order (member, then the voted node's id) is the order in which an
+        in-process committee casts them, so the defence sees the same list
+        on every backend.
+        """
+        timeout = self.backend.round_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        rank = {m: i for i, m in enumerate(members)}
+        while True:
+            votes = [v for v in await self.get_votes(round, subs) if v.voter in rank]
+            if len(votes) >= expected or time.monotonic() >= deadline:
+                votes.sort(key=lambda v: (rank[v.voter], v.node_id))
+                return votes
+            await asyncio.sleep(self.backend.poll)
+
+
+class HolochainBackend(Backend):
+    """The :class:`Backend` interface on a Holochain DHT (see the module docs).
+
+    Parameters
+    ----------
+    data_dir
+        The local store's directory (round records, metadata).
+    mode
+        ``"conductors"`` (real conductors on loopback) or ``"mock"`` (the in-process mock conductor).
+    conductors
+        Number of conductor processes (``mode="conductors"``); default: one per 5 agents, at least 1.
+    round_timeout
+        Seconds an agent waits for a round's submissions or votes to reach it.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        mode: str = "conductors",
+        conductors: int | None = None,
+        round_timeout: float = 120.0,
+        poll: float = 0.2,
+        properties: Mapping[str, Any] | None = None,
+        network_options: Mapping[str, Any] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if mode not in ("conductors", "mock"):
+            raise ParameterError(f"mode: must be 'conductors' or 'mock', got {mode!r}")
+        if conductors is not None and conductors < 1:
+            raise ParameterError(f"conductors: must be at least 1, got {conductors}")
+        if not round_timeout > 0:
+            raise ParameterError(f"round_timeout: must be > 0, got {round_timeout}")
+        self.name = "holochain" if mode == "conductors" else "mock"
+        self.mode = mode
+        self.data_dir = Path(data_dir)
+        self.local = EmbeddedStore(self.data_dir)
+        self.n_conductors = conductors
+        self.round_timeout = float(round_timeout)
+        self.poll = float(poll)
+        self._properties = dict(properties) if properties is not None else None
+        self._network_options = dict(network_options or {})
+        self._log = log
+        self._spec: ModelSpec | None = None
+        self._nodes: dict[str, _Node] = {}
+        self._registry: dict[bytes, _Registered] = {}
+        self._actions: dict[tuple[int, str], bytes] = {}
+        self.network: Any = None  # LocalNetwork or MockConductor
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        await self.local.open()
+
+    async def close(self) -> None:
+        if self.network is not None:
+            with contextlib.suppress(Exception):
+                await self.network.stop()
+            self.network = None
+        await self.local.close()
+
+    def _say(self, msg: str) -> None:
+        if self._log is not None:
+            self._log(msg)
+
+    # -- the model and the nodes ---------------------------------------------------------------------------------
+    async def set_model_spec(self, spec: ModelSpec) -> None:
+        await self.local.set_model_spec(spec)
+        self._spec = spec
+
+    async def get_model_spec(self) -> ModelSpec | None:
+        return await self.local.get_model_spec()
+
+    def dna_properties(self) -> dict[str, Any]:
+        """The DNA properties of the network: the model spec's, committee open to every agent.
+
+        The committee rate is 1: the Python defence decides who sits on a
+        round's committee, and only members cast votes.
+        """
+        from zerotrustml.holochain.network import dna_properties
+
+        if self._spec is None:
+            raise StoreError("holochain backend: no model spec yet; call set_model_spec() first")
+        props = dna_properties(self._spec, committee_rate=1.0)
+        if self._properties:
+            props.update(self._properties)
+        return props
+
+    async def add_nodes(self, keys: Mapping[str, nacl.signing.SigningKey]) -> None:
+        """Give every node an agent of its own and publish its registration; waits until every agent sees all.
+
+        Raises
+        ------
+        StoreError
+            No model spec yet, nodes already added, a network that does not
+            come up, or registrations that do not reach every agent in time.
+        """
+        if self._nodes:
+            raise StoreError("holochain backend: nodes were already added")
+        if not keys:
+            raise ParameterError("keys: at least one node is required")
+        if await self.local.last_completed_round() is not None:
+            raise StoreError(
+                f"store {self.data_dir}: holds a finished round; a holochain run starts a fresh network and "
+                "cannot resume one, so use a new --data-dir"
+            )
+        props = self.dna_properties()
+        ids = sorted(keys)
+        cells = await self._provision(props, len(ids))
+        self._nodes = {nid: _Node(nid, cell, keys[nid]) for nid, cell in zip(ids, cells, strict=True)}
+        await asyncio.gather(*(self._register(node) for node in self._nodes.values()))
+        # Every agent must know every node before the first round counts on it.
+        deadline = time.monotonic() + self.round_timeout
+        for nid in ids:
+            view = self.view(nid)
+            while len(reg := await view.registry()) < len(ids):
+                if time.monotonic() > deadline:
+                    raise ConductorTimeout(
+                        f"holochain backend: {nid}'s agent sees {len(reg)} of {len(ids)} registrations "
+                        f"after {self.round_timeout:g} s"
+                    )
+                await asyncio.sleep(self.poll)
+            self._registry = reg
+        self._say(f"{len(ids)} nodes registered on the DHT")
+
+    async def _provision(self, props: dict[str, Any], n: int) -> list[ZomeCaller]:
+        if self.mode == "mock":
+            from zerotrustml.backends.mock_conductor import MockConductor
+
+            mock = MockConductor(self.data_dir / "mock-dht", props)
+            await mock.start()
+            self.network = mock
+            return [mock.new_cell() for _ in range(n)]
+        from zerotrustml.holochain.network import LocalNetwork
+
+        conductors = self.n_conductors or max(1, min(n, -(-n // 5)))
+        net = LocalNetwork(n, min(conductors, n), properties=props, log=self._log, **self._network_options)
+        self.network = net
+        await net.start()
+        return [a.cell for a in net.agents]
+
+    async def _register(self, node: _Node) -> None:
+        await node.cell.call("register_node", sign_registration(node.signing_key, node.cell.agent, node.node_id))
+
+    def _node(self, node_id: str) -> _Node:
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            raise StoreError(f"holochain backend: node {node_id!r} has no agent; add it with add_nodes()") from None
+
+    @property
+    def node_ids(self) -> list[str]:
+        return sorted(self._nodes)
+
+    def agent_of(self, node_id: str) -> bytes:
+        return self._node(node_id).cell.agent
+
+    def view(self, node_id: str | None = None) -> HolochainView:
+        """Reads through ``node_id``'s agent (default: the first node by id)."""
+        if not self._nodes:
+            raise StoreError("holochain backend: no nodes yet; call add_nodes() first")
+        return HolochainView(self, node_id if node_id is not None else min(self._nodes))
+
+    # -- submissions -----------------------------------------------------------------------------------------------
+    async def submit(self, sub: Submission) -> bytes:
+        """Publish ``sub`` through its node's own agent; the integrity zome applies the rules.
+
+        A call whose connection drops is retried once the conductor is back,
+        unless the submission already reached the agent's chain (so nothing
+        acknowledged is lost and nothing is stored twice).
+        """
+        if not isinstance(sub, Submission):
+            raise TypeError(f"sub: must be a Submission, got {type(sub).__name__}")
+        if self._spec is None:
+            raise StoreError("holochain backend: no model spec yet; call set_model_spec() before submitting")
+        node = self._node(sub.node_id)
+        fields = {
+            "round": int(sub.round),
+            "model_id": sub.model_id,
+            "example_count": int(sub.example_count),
+            "proof": zome_proof(sub.proof),
+            "norm": float(sub.norm),
+            "payload_hash": bytes(sub.payload_hash),
+        }
+        payload = pack_map_with_f32(fields, "values", np.asarray(sub.values, dtype=np.float32))
+        try:
+            action = await node.cell.call("submit_gradient", payload)
+        except ConductorUnavailable:
+            action = await self._resubmit(node, sub, payload)
+        self._actions[(int(sub.round), sub.node_id)] = bytes(action)
+        return bytes(sub.payload_hash)
+
+    async def _resubmit(self, node: _Node, sub: Submission, payload: Any) -> bytes:
+        # The first call may or may not have committed; the agent's own chain says which.
+        held = await node.cell.call("get_agent_submissions", node.cell.agent)
+        for out in held:
+            if int(out["submission"]["round"]) == int(sub.round):
+                if bytes(out["submission"]["payload_hash"]) == bytes(sub.payload_hash):
+                    return bytes(out["action_hash"])
+        action: bytes = await node.cell.call("submit_gradient", payload)
+        return action
+
+    async def get_submission(self, round: int, node_id: str) -> Submission | None:
+        for sub in await self.view().get_round(round):
+            if sub.node_id == node_id:
+                return sub
+        return None
+
+    async def get_round(self, round: int) -> list[Submission]:
+        return await self.view().get_round(round)
+
+    async def publish_votes(self, round: int, votes: Sequence[Any]) -> None:
+        """Each vote cast as a ``CommitteeVote`` entry by its member's own agent."""
+        by_voter: dict[str, list[Any]] = {}
+        for v in votes:
+            by_voter.setdefault(v.voter, []).append(v)
+
+        async def cast(voter: str, mine: list[Any]) -> None:
+            cell = self._node(voter).cell
+            for v in mine:  # one chain: one write at a time
+                ah = self._actions.get((round, v.node_id))
+                if ah is None:
+                    continue
+                await cell.call(
+                    "cast_vote",
+                    {
+                        "round": int(round),
+                        "submission": ah,
+                        "quality": float(v.quality),
+                        "accept": bool(v.accept),
+                        "signature": bytes(v.signature),
+                    },
+                )
+
+        await asyncio.gather(*(cast(voter, mine) for voter, mine in by_voter.items()))
+
+    async def publish_result(self, node_id: str, record: RoundRecord, subs: Sequence[Submission]) -> bytes:
+        """``node_id``'s agent publishes its round result as a ``personal`` RoundAggregate over ``subs``."""
+        cell = self._node(node_id).cell
+        rows = [
+            (self._actions[(record.round, s.node_id)], s.node_id)
+            for s in subs
+            if (record.round, s.node_id) in self._actions
+        ]
+        rows.sort(key=lambda x: x[0])
+        flagged = set(record.flagged)
+        payload = pack_map_with_f32(
+            {
+                "round": int(record.round),
+                "rule": "personal",
+                "f": 0,
+                "contributors": [ah for ah, _ in rows],
+                "flagged": [self.agent_of(nid) for _, nid in rows if nid in flagged and nid in self._nodes],
+            },
+            "values",
+            np.asarray(record.aggregate, dtype=np.float32),
+        )
+        action: bytes = await cell.call("publish_computed_aggregate", payload)
+        return action
+
+    async def get_results(self, round: int, node_id: str | None = None) -> list[dict[str, Any]]:
+        """The round results published for ``round``, as ``node_id``'s agent sees them."""
+        view = self.view(node_id)
+        reg = await view.registry()
+        out = []
+        for a in await view.cell.call("get_round_aggregates", int(round)):
+            r = reg.get(bytes(a["author"]))
+            out.append(
+                {
+                    "author": r.node_id if r else hash_b64(bytes(a["author"])),
+                    "rule": a["aggregate"]["rule"],
+                    "contributors": len(a["aggregate"]["contributors"]),
+                    "result_hash": bytes(a["aggregate"]["result_hash"]),
+                    "values": np.asarray(a["values"], dtype=np.float32),
+                }
+            )
+        return out
+
+    # -- local: records, reputation, meta ---------------------------------------------------------------------------
+    async def put_round_record(self, record: RoundRecord) -> None:
+        await self.local.put_round_record(record)
+
+    async def get_round_record(self, round: int) -> RoundRecord | None:
+        return await self.local.get_round_record(round)
+
+    async def last_completed_round(self) -> int | None:
+        return await self.local.last_completed_round()
+
+    async def get_reputation(self, node_id: str) -> float | None:
+        return await self.local.get_reputation(node_id)
+
+    async def get_reputations(self) -> dict[str, float]:
+        return await self.local.get_reputations()
+
+    async def put_reputations(self, round: int, scores: Mapping[str, float], publisher: str | None = None) -> None:
+        """Record the scores locally and publish them as ``publisher``'s ReputationRecords (its opinion)."""
+        await self.local.put_reputations(round, scores)
+        if not self._nodes:
+            return
+        cell = self._node(publisher if publisher is not None else min(self._nodes)).cell
+        for nid, score in sorted(scores.items()):
+            if nid in self._nodes:
+                await cell.call(
+                    "publish_reputation", {"agent": self.agent_of(nid), "round": int(round), "score": float(score)}
+                )
+
+    async def put_meta(self, key: str, value: Mapping[str, Any]) -> None:
+        await self.local.put_meta(key, value)
+
+    async def get_meta(self, key: str) -> dict[str, Any] | None:
+        return await self.local.get_meta(key)
+
+    async def export(self) -> dict[str, Any]:
+        return await self.local.export()
+
+    async def import_(self, dump: Mapping[str, Any]) -> int:
+        return await self.local.import_(dump)
+
+
+async def _close_quietly(obj: Any) -> None:
+    with contextlib.suppress(ConductorError, OSError):
+        await obj.close()

@@ -1,0 +1,430 @@
+"""The mock conductor: the coordinator zome's functions, in process, over the embedded store.
+
+A declared stand-in for a Holochain conductor, for fast tests and for runs
+without Holochain: :class:`MockCell` answers the zome functions the
+:class:`~zerotrustml.backends.holochain.HolochainBackend` calls with the
+payloads the real coordinator zome returns, and fails with the errors a
+real :class:`~zerotrustml.holochain.client.Cell` raises for the same input
+(``SubmissionRejected`` with the same field, code and message for a broken
+submission rule; :class:`~zerotrustml.holochain.errors.ZomeCallError` with
+the integrity zome's message for the other entry types). The contract test
+(``tests/test_holochain_contract.py``) runs one suite of zome-level cases
+against this mock and against real conductors and requires the same answers.
+
+Submissions live in an :class:`~zerotrustml.backends.embedded.EmbeddedStore`
+(the store applies the same core rules as the integrity zome; node id = the
+author's agent key in Holochain's text form). Registrations, votes,
+aggregates and reputation records live in memory. Hashes are deterministic
+stand-ins with Holochain's shape (39 bytes, the right type prefix); they
+differ from a conductor's, which hash the signed action.
+
+What the mock does not model: gossip delay (every agent sees every write at
+once), source-chain forks, and validation of aggregates by recomputation
+(structure only, as above the recompute bound).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import secrets
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+import numpy as np
+
+from zerotrustml.backends.embedded import EmbeddedStore
+from zerotrustml.holochain.errors import ZomeCallError, rejection_from
+from zerotrustml.holochain.wire import (
+    ACTION_PREFIX,
+    AGENT_PREFIX,
+    ENTRY_PREFIX,
+    RawPayload,
+    hash_b64,
+    holo_hash,
+    unpackb,
+)
+from zerotrustml.validation import ModelSpec, Submission, l2_norm, payload_hash
+
+__all__ = ["MockConductor", "MockCell"]
+
+_NONCE_BYTES = 16
+_SIGNATURE_BYTES = 64
+_RULES = ("mean", "krum", "multi_krum", "median", "trimmed_mean", "personal")
+
+
+def _h(prefix: bytes, *parts: bytes) -> bytes:
+    h = hashlib.sha256(b"ztml-mock")
+    for p in parts:
+        h.update(struct.pack(">I", len(p)) + p)
+    return holo_hash(prefix, h.digest())
+
+
+def _invalid(fn: str, reason: str) -> Exception:
+    """The error a real cell raises for the zome message ``reason``."""
+    rejected = rejection_from(reason)
+    if rejected is not None:
+        return rejected
+    return ZomeCallError(f"{fn}: {reason}", fn_name=fn, reason=reason)
+
+
+class MockConductor:
+    """The shared state of a mock network: one embedded store and the in-memory entries."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], properties: Mapping[str, Any]) -> None:
+        self.data_dir = Path(data_dir)
+        self.properties = dict(properties)
+        self.spec = ModelSpec(
+            model_id=str(properties["model_id"]),
+            dims=int(properties["dims"]),
+            max_norm=float(properties["max_norm"]),
+            max_payload_bytes=int(properties["max_payload_bytes"]),
+            max_round=None if properties.get("max_round") is None else int(properties["max_round"]),
+        )
+        self.chunk_values = int(properties["chunk_values"])
+        self.store = EmbeddedStore(self.data_dir)
+        self.registrations: list[dict[str, Any]] = []
+        self.votes: dict[bytes, list[dict[str, Any]]] = {}
+        self.reputation: dict[bytes, list[dict[str, Any]]] = {}
+        self.aggregates: dict[int, list[dict[str, Any]]] = {}
+        self.actions: dict[bytes, tuple[int, bytes]] = {}  # submission action -> (round, author)
+        self._seq = 0
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.store.set_model_spec(self.spec)
+
+    async def stop(self) -> None:
+        await self.store.close()
+
+    def new_cell(self) -> MockCell:
+        return MockCell(self, holo_hash(AGENT_PREFIX, bytes(nacl.signing.SigningKey.generate().verify_key)))
+
+    def next_action(self, author: bytes, *parts: bytes) -> bytes:
+        self._seq += 1
+        return _h(ACTION_PREFIX, author, struct.pack(">Q", self._seq), *parts)
+
+    def submission_action(self, author: bytes, round: int, digest: bytes) -> bytes:
+        return _h(ACTION_PREFIX, b"submission", author, struct.pack(">Q", round), digest)
+
+    def chunk_hashes(self, values: np.ndarray[Any, Any]) -> list[bytes]:
+        n = max(1, -(-len(values) // self.chunk_values))
+        return [
+            _h(
+                ENTRY_PREFIX,
+                struct.pack(">Q", i),
+                values[i * self.chunk_values : (i + 1) * self.chunk_values].tobytes(),
+            )
+            for i in range(n)
+        ]
+
+
+class MockCell:
+    """One agent of a :class:`MockConductor`, with the same ``call`` as a real cell."""
+
+    def __init__(self, conductor: MockConductor, agent: bytes) -> None:
+        self.conductor = conductor
+        self._agent = agent
+
+    @property
+    def agent(self) -> bytes:
+        return self._agent
+
+    async def call(self, fn_name: str, payload: Any = None, timeout: float = 60.0) -> Any:
+        if isinstance(payload, RawPayload):
+            payload = unpackb(payload.data)
+        handler = getattr(self, f"_fn_{fn_name}", None)
+        if handler is None:
+            raise ZomeCallError(
+                f"{fn_name}: the zome has no function {fn_name!r}", fn_name=fn_name, reason=f"no function {fn_name}"
+            )
+        return await handler(payload)
+
+    # -- properties -------------------------------------------------------------------------------------------------
+    async def _fn_get_model_properties(self, _: Any) -> dict[str, Any]:
+        return dict(self.conductor.properties)
+
+    # -- submissions ------------------------------------------------------------------------------------------------
+    async def _fn_submit_gradient(self, p: Mapping[str, Any]) -> bytes:
+        c = self.conductor
+        values = np.asarray(p["values"], dtype=np.float32)
+        digest = bytes(p["payload_hash"]) if p.get("payload_hash") is not None else payload_hash(values)
+        norm = float(p["norm"]) if p.get("norm") is not None else l2_norm(values)
+        if len(digest) != 32:
+            raise _invalid("submit_gradient", f"GradientSubmission.payload_hash: must be 32 bytes, got {len(digest)}")
+        proof = p.get("proof")
+        if proof is not None:
+            self._check_proof(proof)
+        sub = Submission(
+            node_id=hash_b64(self._agent),
+            round=int(p["round"]),
+            model_id=str(p["model_id"]),
+            values=values,
+            example_count=int(p["example_count"]),
+            norm=norm,
+            payload_hash=digest,
+            proof=_proof_json(proof),
+        )
+        await c.store.submit(sub)  # the core's rules, as the integrity zome applies them
+        action = c.submission_action(self._agent, sub.round, digest)
+        c.actions[action] = (sub.round, self._agent)
+        return action
+
+    @staticmethod
+    def _check_proof(p: Mapping[str, Any]) -> None:
+        for name in ("loss_before", "loss_after", "lr"):
+            v = float(p[name])
+            if not math.isfinite(v):
+                raise _invalid(
+                    "submit_gradient", f"GradientSubmission.proof.{name}: must be finite, got {_rust_float(v)}"
+                )
+        if float(p["lr"]) <= 0.0:
+            raise _invalid(
+                "submit_gradient", f"GradientSubmission.proof.lr: must be > 0, got {_rust_float(float(p['lr']))}"
+            )
+        if int(p["holdout_size"]) == 0:
+            raise _invalid("submit_gradient", "GradientSubmission.proof.holdout_size: must be at least 1")
+        nonce = bytes(p["nonce"])
+        if len(nonce) != _NONCE_BYTES:
+            raise _invalid(
+                "submit_gradient", f"GradientSubmission.proof.nonce: must be {_NONCE_BYTES} bytes, got {len(nonce)}"
+            )
+        sig = bytes(p.get("signature") or b"")
+        if len(sig) not in (0, _SIGNATURE_BYTES):
+            raise _invalid(
+                "submit_gradient",
+                f"GradientSubmission.proof.signature: must be empty or {_SIGNATURE_BYTES} bytes, got {len(sig)}",
+            )
+
+    def _output(self, sub: Submission, author: bytes) -> dict[str, Any]:
+        c = self.conductor
+        values = np.asarray(sub.values, dtype=np.float32)
+        return {
+            "action_hash": c.submission_action(author, int(sub.round), bytes(sub.payload_hash)),
+            "author": author,
+            "submission": {
+                "round": int(sub.round),
+                "model_id": sub.model_id,
+                "dims": int(values.shape[0]),
+                "dtype": "f32",
+                "payload_hash": bytes(sub.payload_hash),
+                "norm": float(sub.norm),
+                "example_count": int(sub.example_count),
+                "chunk_hashes": c.chunk_hashes(values),
+                "proof": _proof_entry(sub.proof),
+            },
+            "values": values.tolist(),
+        }
+
+    async def _fn_get_round_submissions(self, round: int) -> list[dict[str, Any]]:
+        c = self.conductor
+        agents = {hash_b64(a): a for (_, a) in c.actions.values()}
+        return [self._output(s, agents[s.node_id]) for s in await c.store.get_round(int(round)) if s.node_id in agents]
+
+    async def _fn_get_agent_submissions(self, agent: bytes) -> list[dict[str, Any]]:
+        c = self.conductor
+        agent = bytes(agent)
+        rounds = sorted({r for (r, a) in c.actions.values() if a == agent})
+        out = []
+        for r in rounds:
+            sub = await c.store.get_submission(r, hash_b64(agent))
+            if sub is not None:
+                out.append(self._output(sub, agent))
+        return out
+
+    # -- registrations ----------------------------------------------------------------------------------------------
+    async def _fn_register_node(self, r: Mapping[str, Any]) -> bytes:
+        from zerotrustml.backends.holochain import registration_message
+
+        node_id, key, sig = str(r["node_id"]), bytes(r["node_key"]), bytes(r["signature"])
+        fn = "register_node"
+        if not 1 <= len(node_id.encode()) <= 128:
+            raise _invalid(fn, f"NodeRegistration.node_id: must be 1 to 128 bytes, got {len(node_id.encode())}")
+        if any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in node_id):  # Rust's char::is_control
+            raise _invalid(fn, "NodeRegistration.node_id: must not contain control characters")
+        if len(key) != 32:
+            raise _invalid(fn, f"NodeRegistration.node_key: must be 32 bytes, got {len(key)}")
+        if len(sig) != _SIGNATURE_BYTES:
+            raise _invalid(fn, f"NodeRegistration.signature: must be 64 bytes, got {len(sig)}")
+        try:
+            nacl.signing.VerifyKey(key).verify(registration_message(self._agent, node_id, key), sig)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
+            raise _invalid(
+                fn, "NodeRegistration.signature: does not verify under node_key for this agent and node_id"
+            ) from None
+        if any(x["agent"] == self._agent for x in self.conductor.registrations):
+            raise _invalid(fn, "NodeRegistration.agent: this agent is already registered")
+        action = self.conductor.next_action(self._agent, b"registration", key)
+        self.conductor.registrations.append(
+            {
+                "action_hash": action,
+                "agent": self._agent,
+                "registration": {"node_id": node_id, "node_key": key, "signature": sig},
+            }
+        )
+        return action
+
+    async def _fn_get_node_registrations(self, _: Any) -> list[dict[str, Any]]:
+        return sorted(self.conductor.registrations, key=lambda x: x["action_hash"])
+
+    # -- votes ------------------------------------------------------------------------------------------------------
+    async def _fn_cast_vote(self, v: Mapping[str, Any]) -> bytes:
+        from zerotrustml.defence.committee import dht_committee_member
+
+        c, fn = self.conductor, "cast_vote"
+        quality = float(v["quality"])
+        if not math.isfinite(quality):
+            raise _invalid(fn, f"CommitteeVote.quality: must be finite, got {_rust_float(quality)}")
+        sig = bytes(v.get("signature") or b"")
+        if len(sig) not in (0, _SIGNATURE_BYTES):
+            raise _invalid(fn, f"CommitteeVote.signature: must be empty or 64 bytes, got {len(sig)}")
+        rnd = int(v["round"])
+        rate = float(c.properties["committee_rate"])
+        if not dht_committee_member(str(c.properties["committee_seed"]), rnd, self._agent[3:35], rate):
+            raise _invalid(
+                fn,
+                f"CommitteeVote.author: {hash_b64(self._agent)} is not on the committee of round {rnd} "
+                f"(hash lottery, committee_rate {_rust_float(rate)})",
+            )
+        target = bytes(v["submission"])
+        if target not in c.actions:
+            raise ZomeCallError(f"{fn}: the voted submission is not reachable", fn_name=fn, reason="not reachable")
+        s_round, s_author = c.actions[target]
+        if s_round != rnd:
+            raise _invalid(
+                fn, f"CommitteeVote.submission: a submission of round {s_round}, the vote is for round {rnd}"
+            )
+        if s_author == self._agent:
+            raise _invalid(fn, "CommitteeVote.submission: a member cannot vote on its own submission")
+        if any(x["author"] == self._agent for x in c.votes.get(target, [])):
+            raise _invalid(fn, f"CommitteeVote.submission: this member already voted on {hash_b64(target)}")
+        action = c.next_action(self._agent, b"vote", target)
+        vote = {"round": rnd, "submission": target, "quality": quality, "accept": bool(v["accept"]), "signature": sig}
+        c.votes.setdefault(target, []).append({"action_hash": action, "author": self._agent, "vote": vote})
+        return action
+
+    async def _fn_get_submission_votes(self, submission: bytes) -> list[dict[str, Any]]:
+        return list(self.conductor.votes.get(bytes(submission), []))
+
+    # -- reputation -------------------------------------------------------------------------------------------------
+    async def _fn_publish_reputation(self, r: Mapping[str, Any]) -> bytes:
+        c, score, rnd = self.conductor, float(r["score"]), int(r["round"])
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise _invalid(
+                "publish_reputation",
+                f"ReputationRecord.score: must be a finite number in [0, 1], got {_rust_float(score)}",
+            )
+        max_round = c.properties.get("max_round")
+        if max_round is not None and rnd > int(max_round):
+            raise _invalid("publish_reputation", f"ReputationRecord.round: {rnd} is past the last round {max_round}")
+        agent = bytes(r["agent"])
+        action = c.next_action(self._agent, b"reputation", agent)
+        record = {"agent": agent, "round": rnd, "score": score}
+        c.reputation.setdefault(agent, []).append(
+            {"action_hash": action, "author": self._agent, "timestamp": c._seq, "record": record}
+        )
+        return action
+
+    async def _fn_get_reputation_history(self, agent: bytes) -> list[dict[str, Any]]:
+        return list(self.conductor.reputation.get(bytes(agent), []))
+
+    # -- aggregates -------------------------------------------------------------------------------------------------
+    async def _fn_publish_computed_aggregate(self, a: Mapping[str, Any]) -> bytes:
+        c, fn = self.conductor, "publish_computed_aggregate"
+        rule = str(a["rule"])
+        if rule not in _RULES:
+            raise _invalid(
+                fn, f"RoundAggregate.rule: unknown rule {rule!r}, expected one of {', '.join(_RULES)}".replace("'", '"')
+            )
+        contributors = [bytes(h) for h in a["contributors"]]
+        if not contributors:
+            raise _invalid(fn, "RoundAggregate.contributors: at least one contributor is required")
+        for i in range(1, len(contributors)):
+            if contributors[i - 1] >= contributors[i]:
+                raise _invalid(
+                    fn,
+                    f"RoundAggregate.contributors[{i}]: not strictly ascending "
+                    "(contributors are sorted by action hash, without duplicates)",
+                )
+        rnd = int(a["round"])
+        authors = []
+        for i, h in enumerate(contributors):
+            if h not in c.actions or c.actions[h][0] != rnd:
+                raise _invalid(fn, f"RoundAggregate.contributors[{i}]: not a submission of round {rnd}")
+            authors.append(c.actions[h][1])
+        rest = iter(authors)
+        for i, agent in enumerate(bytes(x) for x in a["flagged"]):
+            if not any(x == agent for x in rest):
+                raise _invalid(
+                    fn,
+                    f"RoundAggregate.flagged[{i}]: {hash_b64(agent)} is not a contributor's author (or out of "
+                    "contributor order)",
+                )
+        values = np.asarray(a["values"], dtype=np.float32)
+        if values.shape[0] != c.spec.dims:
+            raise _invalid(
+                fn,
+                f"RoundAggregate.result_chunks: expected {c.spec.dims} values, got {values.shape[0]} [length_mismatch]",
+            )
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise _invalid(
+                fn, f"RoundAggregate.result_chunks: non-finite value {values[bad[0]]} at index {int(bad[0])}"
+            )
+        digest = payload_hash(values)
+        action = c.next_action(self._agent, b"aggregate", digest)
+        entry = {
+            "round": rnd,
+            "rule": rule,
+            "f": int(a.get("f", 0)),
+            "contributors": contributors,
+            "flagged": [bytes(x) for x in a["flagged"]],
+            "result_hash": digest,
+            "result_chunks": c.chunk_hashes(values),
+        }
+        c.aggregates.setdefault(rnd, []).append(
+            {"action_hash": action, "author": self._agent, "aggregate": entry, "values": values.tolist()}
+        )
+        return action
+
+    async def _fn_get_round_aggregates(self, round: int) -> list[dict[str, Any]]:
+        return list(self.conductor.aggregates.get(int(round), []))
+
+
+def _rust_float(v: float) -> str:
+    """A float as Rust's Display writes it (NaN, inf, 1, 0.5)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return repr(int(v)) if v == int(v) and abs(v) < 1e16 else repr(v)
+
+
+def _proof_json(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The zome proof as JSON for the store (bytes as hex)."""
+    if entry is None:
+        return {}
+    out = dict(entry)
+    for k in ("nonce", "signature"):
+        out[k] = bytes(out.get(k) or b"").hex()
+    out["zome_proof"] = True
+    return out
+
+
+def _proof_entry(stored: Mapping[str, Any]) -> dict[str, Any] | None:
+    if not stored:
+        return None
+    out = {k: v for k, v in stored.items() if k != "zome_proof"}
+    for k in ("nonce", "signature"):
+        out[k] = bytes.fromhex(out.get(k) or "")
+    return out
+
+
+def new_agent_key() -> bytes:
+    """A random AgentPubKey (for tests)."""
+    return holo_hash(AGENT_PREFIX, secrets.token_bytes(32))

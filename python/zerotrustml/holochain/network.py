@@ -1,0 +1,574 @@
+"""Local Holochain networks on demand: a bootstrap/signal server and K conductors on loopback.
+
+:class:`LocalNetwork` starts ``kitsune2-bootstrap-srv`` and ``holochain``
+processes, all bound to 127.0.0.1, installs the hApp once per agent (agents
+spread over the conductors round-robin, several per conductor when there
+are more agents than conductors) under one fresh network seed and the DNA
+properties of the run's model, exchanges the agents' peer infos so nobody
+waits for discovery, and returns one :class:`Agent` per agent, each with a
+signed :class:`~zerotrustml.holochain.client.Cell`.
+
+Teardown: :meth:`LocalNetwork.stop` (also on ``async with`` exit, on an
+error, at interpreter exit, and on SIGINT/SIGTERM while started) kills every
+process group it started. Children also get SIGKILL from the kernel if this
+process dies without cleaning up (``PR_SET_PDEATHSIG``), so no conductor
+outlives its network.
+
+Finding the binaries: the ``bin_dir`` argument, else ``$HC_BIN_DIR``, else
+the cache that ``make holochain`` fills
+(``~/.cache/zerotrustml/holochain-0.6.3-k2-0.4.1-gopion/bin``), else ``PATH``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Self
+
+from zerotrustml.holochain.client import AdminClient, AppClient, Cell, SigningCredentials
+from zerotrustml.holochain.errors import ConductorError, ConductorUnavailable
+from zerotrustml.validation import ModelSpec
+
+__all__ = [
+    "HOLOCHAIN_VERSION",
+    "APP_ROLE",
+    "ZOME",
+    "Agent",
+    "LocalNetwork",
+    "NetworkError",
+    "dna_properties",
+    "find_bin_dir",
+    "find_happ",
+]
+
+HOLOCHAIN_VERSION = "0.6.3"
+BOOTSTRAP_VERSION = "0.4.1"
+APP_ROLE = "zerotrustml"
+ZOME = "gradients"
+BINARIES = ("holochain", "kitsune2-bootstrap-srv")
+
+_BOOTSTRAP_MARK = re.compile(rb"#kitsune2_bootstrap_srv#listening#([0-9.]+):(\d+)#")
+_ADMIN_MARK = re.compile(rb"###ADMIN_PORT:(\d+)###")
+_ROOT = Path(__file__).resolve().parents[3]  # the repository, when running from a checkout
+
+
+class NetworkError(ConductorError):
+    """A local network could not be started (missing binaries or hApp, a process that did not come up)."""
+
+
+def _default_cache_bin() -> Path:
+    root = Path(os.environ.get("ZTML_CACHE", Path.home() / ".cache" / "zerotrustml"))
+    return root / f"holochain-{HOLOCHAIN_VERSION}-k2-{BOOTSTRAP_VERSION}-gopion" / "bin"
+
+
+def find_bin_dir(bin_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory holding ``holochain`` and ``kitsune2-bootstrap-srv`` (see the module docs for the order).
+
+    Raises
+    ------
+    NetworkError
+        Naming the places searched and how to build the binaries.
+    """
+    candidates: list[Path] = []
+    if bin_dir is not None:
+        candidates.append(Path(bin_dir))
+    elif os.environ.get("HC_BIN_DIR"):
+        candidates.append(Path(os.environ["HC_BIN_DIR"]))
+    else:
+        candidates.append(_default_cache_bin())
+        found = shutil.which("holochain")
+        if found:
+            candidates.append(Path(found).parent)
+    for c in candidates:
+        if all((c / b).is_file() and os.access(c / b, os.X_OK) for b in BINARIES):
+            return c
+    searched = ", ".join(str(c) for c in candidates)
+    raise NetworkError(
+        f"holochain binaries: {' and '.join(BINARIES)} not found in {searched}; "
+        "build them with `make holochain` (about an hour the first time) or set HC_BIN_DIR"
+    )
+
+
+def find_happ(happ: str | os.PathLike[str] | None = None) -> Path:
+    """The packed hApp: the argument, ``$ZEROTRUSTML_HAPP``, or ``workdir/zerotrustml.happ`` of this checkout."""
+    path = Path(happ or os.environ.get("ZEROTRUSTML_HAPP") or _ROOT / "workdir" / "zerotrustml.happ")
+    if not path.is_file():
+        raise NetworkError(f"happ: {path} does not exist; build it with `make happ`")
+    return path.resolve()
+
+
+def dna_properties(
+    spec: ModelSpec,
+    *,
+    chunk_values: int | None = None,
+    committee_rate: float = 1.0,
+    committee_seed: str = "ztml-committee-v1",
+    recompute_limit: int = 1_000_000,
+) -> dict[str, Any]:
+    """The DNA properties (zomes/integrity/gradients/src/properties.rs) for a model spec.
+
+    ``chunk_values`` defaults to the whole payload in one chunk up to
+    100,000 values (400 kB entries; the zome allows up to 500,000).
+    """
+    spec.check()
+    return {
+        "model_id": spec.model_id,
+        "dims": spec.dims,
+        "max_norm": float(spec.max_norm),
+        "max_payload_bytes": spec.as_tuple()[3],
+        "max_round": spec.max_round,
+        "chunk_values": int(chunk_values if chunk_values is not None else min(spec.dims, 100_000)),
+        "committee_rate": float(committee_rate),
+        "committee_seed": committee_seed,
+        "recompute_limit": int(recompute_limit),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask the kernel for SIGKILL when the parent dies.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Proc:
+    """A child in its own process group; output goes to a log file and is scanned for one marker."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        logfile: Path,
+        marker: re.Pattern[bytes],
+        stdin_bytes: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.logfile = logfile
+        self._marker = marker
+        self.match: re.Match[bytes] | None = None
+        self._found = threading.Event()
+        self._log = open(logfile, "ab")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks
+            env=dict(env) if env is not None else None,
+        )
+        if stdin_bytes is not None and self.p.stdin is not None:
+            self.p.stdin.write(stdin_bytes)
+            self.p.stdin.close()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def _pump(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            with contextlib.suppress(ValueError):
+                self._log.write(line)
+                self._log.flush()
+            if self.match is None:
+                m = self._marker.search(line)
+                if m:
+                    self.match = m
+                    self._found.set()
+        self._found.set()
+
+    async def wait_marker(self, timeout: float) -> re.Match[bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._found.is_set():
+            await asyncio.sleep(0.05)
+        if self.match is None:
+            rc = self.p.poll()
+            state = f"exited with {rc}" if rc is not None else "still running"
+            raise NetworkError(
+                f"{self.name}: did not start within {timeout:.0f} s ({state}); "
+                f"tail of {self.logfile}:\n{_tail(self.logfile)}"
+            )
+        return self.match
+
+    def running(self) -> bool:
+        return self.p.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.p.pid, sig)
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.p.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.p.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.p.wait(5)
+        # The group may hold children of the conductor (lair, go-pion helpers).
+        self.kill(signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self._log.close()
+
+
+def _tail(path: Path, n: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _conductor_config(data_dir: Path, admin_port: int, bootstrap_port: int) -> str:
+    cfg = {
+        "data_root_path": str(data_dir),
+        "keystore": {"type": "lair_server_in_proc"},
+        "admin_interfaces": [{"driver": {"type": "websocket", "port": admin_port, "allowed_origins": "*"}}],
+        "network": {
+            "bootstrap_url": f"http://127.0.0.1:{bootstrap_port}",
+            "signal_url": f"ws://127.0.0.1:{bootstrap_port}",
+            "relay_url": f"http://127.0.0.1:{bootstrap_port}",
+            # Host candidates only: nothing leaves the machine.
+            "webrtc_config": {"iceServers": []},
+            # Test-network gossip: the defaults (every 2 min, at most every 5 min per peer) make one lost
+            # publish cost minutes.
+            "advanced": {
+                "tx5Transport": {"signalAllowPlainText": True},
+                "coreBootstrap": {"backoffMinMs": 1000, "backoffMaxMs": 5000},
+                "k2Gossip": {
+                    "initiateIntervalMs": 1000,
+                    "initiateJitterMs": 100,
+                    "minInitiateIntervalMs": 1000,
+                    "roundTimeoutMs": 10000,
+                },
+            },
+        },
+    }
+    return json.dumps(cfg, indent=2)  # JSON is YAML
+
+
+@dataclass
+class _Conductor:
+    index: int
+    config: Path
+    admin_port: int
+    proc: _Proc | None = None
+    admin: AdminClient | None = None
+    app_port: int | None = None
+    starts: int = 0
+
+
+@dataclass
+class Agent:
+    """One agent of a local network: its conductor, installed app and signed cell."""
+
+    name: str
+    conductor: int
+    app_id: str
+    cell: Cell
+    app: AppClient
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agent_key(self) -> bytes:
+        return self.cell.agent
+
+
+_LIVE: set[LocalNetwork] = set()
+
+
+def _stop_all_live() -> None:
+    for net in list(_LIVE):
+        net.kill_processes()
+
+
+atexit.register(_stop_all_live)
+
+
+class LocalNetwork:
+    """A bootstrap server and ``conductors`` conductors on loopback, with ``agents`` agents of the hApp.
+
+    Use as ``async with LocalNetwork(...) as net: net.agents[...]``, or
+    ``await net.start()`` / ``await net.stop()``.
+
+    Parameters
+    ----------
+    agents
+        Number of agents (each its own installation of the hApp, its own key).
+    conductors
+        Number of conductor processes; agents are spread round-robin.
+    properties
+        DNA properties (see :func:`dna_properties`); the DNA defaults when ``None``.
+    network_seed
+        Default: a fresh random seed, so the network is isolated from any other.
+    work_dir
+        Where conductor data and logs go (default: a temporary directory, removed on stop unless ``keep``).
+    """
+
+    def __init__(
+        self,
+        agents: int,
+        conductors: int = 1,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        network_seed: str | None = None,
+        happ: str | os.PathLike[str] | None = None,
+        bin_dir: str | os.PathLike[str] | None = None,
+        work_dir: str | os.PathLike[str] | None = None,
+        keep: bool = False,
+        log: Any = None,
+    ) -> None:
+        if agents < 1:
+            raise ValueError(f"agents: must be at least 1, got {agents}")
+        if not 1 <= conductors <= agents:
+            raise ValueError(f"conductors: must be in [1, agents={agents}], got {conductors}")
+        self.n_agents = agents
+        self.n_conductors = conductors
+        self.properties = dict(properties) if properties is not None else None
+        self.network_seed = network_seed or f"ztml-{secrets.token_hex(8)}"
+        self.bin_dir = find_bin_dir(bin_dir)
+        self.happ = find_happ(happ)
+        self._own_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="ztml-net-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self._log = log
+        self.bootstrap: _Proc | None = None
+        self.bootstrap_port: int | None = None
+        self.conductors: list[_Conductor] = []
+        self.agents: list[Agent] = []
+        self._old_handlers: dict[int, Any] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def _say(self, msg: str) -> None:
+        if self._log is not None:
+            self._log(msg)
+
+    def pids(self) -> list[int]:
+        """Process ids of every process this network started and that may still run."""
+        procs = [self.bootstrap] + [c.proc for c in self.conductors]
+        return [p.pid for p in procs if p is not None]
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.kill_processes()
+            old = self._old_handlers.get(signum)
+            if callable(old):
+                old(signum, frame)
+            elif signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            else:
+                raise SystemExit(128 + signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):
+                self._old_handlers[sig] = signal.signal(sig, handler)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, old in self._old_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, old)
+        self._old_handlers.clear()
+
+    async def start(self) -> None:
+        """Start the processes and install the agents; on any failure everything started is stopped."""
+        _LIVE.add(self)
+        self._install_signal_handlers()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        t0 = time.monotonic()
+        self.bootstrap = _Proc(
+            "bootstrap server",
+            [str(self.bin_dir / "kitsune2-bootstrap-srv"), "--listen", "127.0.0.1:0"],
+            self.work_dir / "bootstrap.log",
+            _BOOTSTRAP_MARK,
+        )
+        self.bootstrap_port = int((await self.bootstrap.wait_marker(60)).group(2))
+        self._say(f"bootstrap/signal server on 127.0.0.1:{self.bootstrap_port}")
+        for i in range(self.n_conductors):
+            data = self.work_dir / f"conductor-{i}"
+            data.mkdir(exist_ok=True)
+            cfg = self.work_dir / f"conductor-{i}.yaml"
+            c = _Conductor(i, cfg, _free_port())
+            cfg.write_text(_conductor_config(data, c.admin_port, self.bootstrap_port))
+            self.conductors.append(c)
+        await asyncio.gather(*(self._boot(c) for c in self.conductors))
+        self._say(f"{self.n_conductors} conductor(s) up after {time.monotonic() - t0:.1f} s")
+        for c in self.conductors:
+            assert c.admin is not None
+            c.app_port = await c.admin.attach_app_interface()
+        # Installs on one conductor run one after another (each compiles or loads the wasm); conductors in parallel.
+        by_conductor: dict[int, list[int]] = {}
+        for a in range(self.n_agents):
+            by_conductor.setdefault(a % self.n_conductors, []).append(a)
+        results = await asyncio.gather(
+            *(self._install_many(self.conductors[ci], idx) for ci, idx in by_conductor.items())
+        )
+        self.agents = sorted((a for group in results for a in group), key=lambda a: int(a.name.split("-")[1]))
+        await self.share_peer_infos()
+        self._say(f"{self.n_agents} agent(s) installed after {time.monotonic() - t0:.1f} s")
+
+    async def _boot(self, c: _Conductor) -> None:
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "warn,NETAUDIT=off")
+        c.proc = _Proc(
+            f"conductor {c.index}",
+            [str(self.bin_dir / "holochain"), "--piped", "-c", str(c.config)],
+            self.work_dir / f"conductor-{c.index}.log",
+            _ADMIN_MARK,
+            stdin_bytes=b"pass\n",
+            env=env,
+        )
+        c.starts += 1
+        m = await c.proc.wait_marker(180)
+        c.admin = await AdminClient.connect(int(m.group(1)))
+
+    async def _install_many(self, c: _Conductor, indices: Sequence[int]) -> list[Agent]:
+        return [await self._install(c, i) for i in indices]
+
+    async def _install(self, c: _Conductor, index: int) -> Agent:
+        assert c.admin is not None and c.app_port is not None
+        app_id = f"zerotrustml-{index}"
+        key = await c.admin.generate_agent_pub_key()
+        info = await c.admin.install_app(
+            app_id,
+            str(self.happ),
+            key,
+            network_seed=self.network_seed,
+            role_properties={APP_ROLE: self.properties} if self.properties is not None else None,
+        )
+        cells = info["cell_info"][APP_ROLE]
+        provisioned = next(x["value"] for x in cells if x["type"] == "provisioned")
+        cell_id = [bytes(provisioned["cell_id"][0]), bytes(provisioned["cell_id"][1])]
+        await c.admin.enable_app(app_id)
+        creds: SigningCredentials = await c.admin.authorize_signing(cell_id)
+        token = await c.admin.issue_app_token(app_id)
+
+        async def reconnect() -> tuple[int, Any]:
+            return await self._reconnect_app(c, app_id)
+
+        app = await AppClient.connect(c.app_port, token, reconnect=reconnect)
+        cell = Cell(app, cell_id, creds, ZOME)
+        # The first call runs init (remote-signal grant, participants link) before anyone counts on it.
+        props = await cell.call("get_model_properties", None)
+        return Agent(f"agent-{index}", c.index, app_id, cell, app, props)
+
+    async def _reconnect_app(self, c: _Conductor, app_id: str) -> tuple[int, Any]:
+        if c.admin is None or c.admin.closed:
+            c.admin = await AdminClient.connect(c.admin_port, timeout=5.0)
+        ports = await c.admin.list_app_interfaces()
+        if c.app_port not in ports:
+            c.app_port = ports[0] if ports else await c.admin.attach_app_interface()
+        token = await c.admin.issue_app_token(app_id)
+        assert c.app_port is not None
+        return c.app_port, token
+
+    async def share_peer_infos(self) -> None:
+        """Give every conductor every other conductor's agent infos (no waiting for bootstrap discovery)."""
+        if self.n_conductors < 2:
+            return
+        infos: list[Any] = []
+        for c in self.conductors:
+            assert c.admin is not None
+            infos.extend(await c.admin.request("agent_info", {"dna_hashes": None}))
+        for c in self.conductors:
+            assert c.admin is not None
+            await c.admin.request("add_agent_info", {"agent_infos": infos})
+
+    # -- faults -------------------------------------------------------------------------------------------------
+    async def kill_conductor(self, index: int) -> None:
+        """Kill a conductor process outright (SIGKILL), as a crash would."""
+        c = self.conductors[index]
+        if c.proc is not None:
+            c.proc.kill(signal.SIGKILL)
+            await asyncio.get_running_loop().run_in_executor(None, c.proc.p.wait)
+            c.proc.stop()
+        if c.admin is not None:
+            await c.admin.close()
+            c.admin = None
+
+    async def restart_conductor(self, index: int) -> None:
+        """Start a killed conductor again on the same data, admin port and app interfaces."""
+        c = self.conductors[index]
+        if c.proc is not None and c.proc.running():
+            raise ConductorError(f"conductor {index}: still running; kill it first")
+        await self._boot(c)
+        await self.share_peer_infos()
+
+    # -- teardown -----------------------------------------------------------------------------------------------
+    def kill_processes(self) -> None:
+        """Stop every process now (synchronous; safe from signal handlers and atexit)."""
+        for c in self.conductors:
+            if c.proc is not None:
+                c.proc.stop(grace=3.0)
+        if self.bootstrap is not None:
+            self.bootstrap.stop(grace=2.0)
+
+    async def stop(self) -> None:
+        """Close the sockets, stop every process, remove the work directory (unless ``keep``)."""
+        for a in self.agents:
+            with contextlib.suppress(Exception):
+                await a.app.close()
+        for c in self.conductors:
+            if c.admin is not None:
+                with contextlib.suppress(Exception):
+                    await c.admin.close()
+                c.admin = None
+        self.kill_processes()
+        _LIVE.discard(self)
+        self._restore_signal_handlers()
+        if self._own_dir and not self.keep:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+async def probe(url_port: int) -> None:
+    """Raise :class:`ConductorUnavailable` naming the URL unless an admin interface answers on the port."""
+    admin = await AdminClient.connect(url_port, timeout=5.0)
+    try:
+        await admin.request("list_apps", {"status_filter": None}, timeout=10.0)
+    except ConductorError as e:
+        raise ConductorUnavailable(str(e)) from None
+    finally:
+        await admin.close()

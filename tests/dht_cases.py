@@ -1,0 +1,289 @@
+"""Cases shared by the mock-conductor tests and the real-conductor tests.
+
+``contract_cases`` is one suite of zome-level calls; it runs against two
+agents of any kind (mock cells or real cells) and returns every answer in a
+normal form that leaves out what legitimately differs (hash values, which
+hash a conductor's signed actions and the mock does not). The contract test
+requires the same list from the mock and from real conductors.
+
+``run_on`` / ``assert_same_run`` run the simulator on two backends and
+compare them round by round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import numpy as np
+
+from zerotrustml.backends.embedded import EmbeddedStore
+from zerotrustml.backends.holochain import ZomeCaller, sign_registration
+from zerotrustml.exceptions import SubmissionRejected
+from zerotrustml.fl.simulation import RunConfig, Simulation
+from zerotrustml.holochain.errors import ConductorError, ZomeCallError
+from zerotrustml.holochain.wire import agent_key
+from zerotrustml.validation import l2_norm, payload_hash
+
+# The DNA the contract runs on: small payloads in several chunks.
+PROPERTIES: dict[str, Any] = {
+    "model_id": "contract-v1",
+    "dims": 24,
+    "max_norm": 100.0,
+    "max_payload_bytes": 96,
+    "max_round": 50,
+    "chunk_values": 10,
+    "committee_rate": 1.0,
+    "committee_seed": "ztml-committee-v1",
+    "recompute_limit": 1_000_000,
+}
+
+SMALL_RUN: dict[str, Any] = {
+    "dataset": "synthetic",
+    "nodes": 5,
+    "rounds": 3,
+    "local_steps": 2,
+    "seed": 3,
+    "byzantine_fraction": 0.2,
+}
+
+
+def values(shift: float = 0.0, n: int = 24) -> np.ndarray:
+    return np.asarray([(i - 12) * 0.125 + shift for i in range(n)], dtype=np.float32)
+
+
+def submission(round: int, v: np.ndarray, **over: Any) -> dict[str, Any]:
+    sub: dict[str, Any] = {
+        "round": round,
+        "model_id": PROPERTIES["model_id"],
+        "values": [float(x) for x in v],
+        "example_count": 32,
+        "proof": None,
+        "norm": l2_norm(v) if np.all(np.isfinite(v)) else 1.0,
+        "payload_hash": payload_hash(v),
+    }
+    sub.update(over)
+    return sub
+
+
+async def outcome(call: Awaitable[Any], normal: Callable[[Any], Any] = lambda x: "ok") -> tuple[Any, ...]:
+    """``("ok", normal(result))`` or the error in a backend-independent form."""
+    try:
+        result = await call
+    except SubmissionRejected as e:
+        return ("rejected", e.field, e.code, str(e))
+    except ZomeCallError as e:
+        return ("zome_error", e.reason)
+    except ConductorError as e:
+        return ("conductor_error", type(e).__name__)
+    return ("ok", normal(result))
+
+
+async def eventually(read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.25)
+
+
+async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[Any, ...]]]:
+    """The zome-level suite; ``a`` and ``b`` are two agents of one network with :data:`PROPERTIES`."""
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    ka, kb = nacl.signing.SigningKey(b"\x0a" * 32), nacl.signing.SigningKey(b"\x0b" * 32)
+    names = {a.agent: "A", b.agent: "B"}
+
+    out.append(("properties", await outcome(a.call("get_model_properties"), lambda p: sorted(p.items()))))
+    out.append(("register A", await outcome(a.call("register_node", sign_registration(ka, a.agent, "node-a")))))
+    out.append(("register B", await outcome(b.call("register_node", sign_registration(kb, b.agent, "node-b")))))
+    out.append(("register A again", await outcome(a.call("register_node", sign_registration(ka, a.agent, "node-a2")))))
+    forged = sign_registration(kb, a.agent, "node-x")  # signed for A's agent, sent by B
+    out.append(("register replayed", await outcome(b.call("register_node", forged))))
+    bad_key = dict(sign_registration(kb, b.agent, "node-y"), node_key=b"\x01" * 31)
+    out.append(("register short key", await outcome(b.call("register_node", bad_key))))
+    regs = await eventually(lambda: b.call("get_node_registrations"), lambda r: len(r) >= 2)
+    out.append(
+        ("registrations", ("ok", sorted((names[bytes(r["agent"])], r["registration"]["node_id"]) for r in regs)))
+    )
+
+    v = values()
+    sub_a = await a.call("submit_gradient", submission(0, v))
+    out.append(("submit", ("ok", len(bytes(sub_a)))))
+    bad = {
+        "dims": submission(1, values(n=20)),
+        "too large": submission(1, values(n=48)),
+        "nan": submission(1, np.where(np.arange(24) == 1, np.nan, v).astype(np.float32), norm=1.0),
+        "nan norm": submission(1, v, norm=float("nan")),
+        "norm lie": submission(1, v, norm=l2_norm(v) * 1.01),
+        "norm bound": submission(1, np.full(24, 30.0, dtype=np.float32)),
+        "hash lie": submission(1, v, payload_hash=payload_hash(values(1.0))),
+        "hash size": submission(1, v, payload_hash=b"\x00" * 31),
+        "model": submission(1, v, model_id="other-model"),
+        "examples": submission(1, v, example_count=0),
+        "round past the end": submission(51, v),
+        "proof nonce": submission(
+            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 5, "lr": 0.1, "nonce": b"\x01" * 4}
+        ),
+        "proof lr": submission(
+            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 5, "lr": 0.0, "nonce": b"\x01" * 16}
+        ),
+        "duplicate": submission(0, values(0.5)),
+    }
+    for name, payload in bad.items():
+        out.append((f"submit {name}", await outcome(a.call("submit_gradient", payload))))
+
+    def read_subs(rows: Sequence[dict[str, Any]]) -> list[Any]:
+        return sorted(
+            (
+                names[bytes(r["author"])],
+                {
+                    k: (bytes(x).hex() if isinstance(x, (bytes, bytearray)) else x)
+                    for k, x in r["submission"].items()
+                    if k != "chunk_hashes"
+                },
+                len(r["submission"]["chunk_hashes"]),
+                np.asarray(r["values"], dtype=np.float32).tobytes().hex(),
+            )
+            for r in rows
+        )
+
+    rows = await eventually(lambda: b.call("get_round_submissions", 0), lambda r: len(r) >= 1)
+    out.append(("B reads round 0", ("ok", read_subs(rows))))
+    out.append(("A's submissions", await outcome(b.call("get_agent_submissions", a.agent), read_subs)))
+    sub_b = await b.call("submit_gradient", submission(0, values(0.25)))
+    await eventually(lambda: a.call("get_round_submissions", 0), lambda r: len(r) >= 2)
+
+    vote = {"round": 0, "submission": sub_a, "quality": 0.25, "accept": True, "signature": b"\x07" * 64}
+    out.append(("vote", await outcome(b.call("cast_vote", vote), lambda h: len(bytes(h)))))
+    out.append(("vote again", await outcome(b.call("cast_vote", dict(vote, accept=False)))))
+    out.append(("vote own", await outcome(a.call("cast_vote", dict(vote, submission=sub_a)))))
+    out.append(("vote nan", await outcome(a.call("cast_vote", dict(vote, submission=sub_b, quality=math.nan)))))
+    out.append(
+        ("vote signature size", await outcome(a.call("cast_vote", dict(vote, submission=sub_b, signature=b"1"))))
+    )
+    votes = await eventually(lambda: a.call("get_submission_votes", sub_a), lambda r: len(r) >= 1)
+    out.append(
+        (
+            "votes",
+            (
+                "ok",
+                [
+                    (
+                        names[bytes(x["author"])],
+                        x["vote"]["quality"],
+                        x["vote"]["accept"],
+                        bytes(x["vote"]["signature"]).hex(),
+                    )
+                    for x in votes
+                ],
+            ),
+        )
+    )
+
+    rep = {"agent": b.agent, "round": 0, "score": 0.75}
+    out.append(("reputation", await outcome(a.call("publish_reputation", rep), lambda h: len(bytes(h)))))
+    out.append(("reputation out of range", await outcome(a.call("publish_reputation", dict(rep, score=1.5)))))
+    out.append(("reputation past the end", await outcome(a.call("publish_reputation", dict(rep, round=51)))))
+    hist = await eventually(lambda: b.call("get_reputation_history", b.agent), lambda r: len(r) >= 1)
+    out.append(
+        (
+            "reputation history",
+            ("ok", [(names[bytes(x["author"])], x["record"]["round"], x["record"]["score"]) for x in hist]),
+        )
+    )
+
+    contributors = sorted([bytes(sub_a), bytes(sub_b)])
+    result = values(0.125)
+    agg = {
+        "round": 0,
+        "rule": "personal",
+        "f": 0,
+        "contributors": contributors,
+        "flagged": [b.agent],
+        "values": [float(x) for x in result],
+    }
+    out.append(
+        ("personal aggregate", await outcome(a.call("publish_computed_aggregate", agg), lambda h: len(bytes(h))))
+    )
+    out.append(
+        (
+            "aggregate unordered",
+            await outcome(a.call("publish_computed_aggregate", dict(agg, contributors=contributors[::-1]))),
+        )
+    )
+    out.append(
+        (
+            "aggregate stranger flagged",
+            await outcome(a.call("publish_computed_aggregate", dict(agg, flagged=[agent_key(b"\x09" * 32)]))),
+        )
+    )
+    out.append(
+        ("aggregate unknown rule", await outcome(a.call("publish_computed_aggregate", dict(agg, rule="bulyan"))))
+    )
+    aggs = await eventually(lambda: b.call("get_round_aggregates", 0), lambda r: len(r) >= 1)
+    out.append(
+        (
+            "aggregates",
+            (
+                "ok",
+                [
+                    (
+                        names[bytes(x["author"])],
+                        x["aggregate"]["rule"],
+                        len(x["aggregate"]["contributors"]),
+                        [names.get(bytes(f)) for f in x["aggregate"]["flagged"]],
+                        bytes(x["aggregate"]["result_hash"]).hex(),
+                    )
+                    for x in aggs
+                ],
+            ),
+        )
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# whole runs
+
+
+def run_on(
+    backend: str, data_dir: Path, backend_options: dict[str, Any] | None = None, **cfg: Any
+) -> list[dict[str, Any]]:
+    """Run the simulator and return its per-round metric lines."""
+    config = RunConfig(**{**SMALL_RUN, **cfg, "backend": backend})
+    Simulation(config, data_dir, backend_options=backend_options).run()
+    return [json.loads(line) for line in (data_dir / "run.jsonl").read_text().splitlines()]
+
+
+def _without_timings(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.endswith("_ms")}
+
+
+def assert_same_run(dir_a: Path, rows_a: list[dict[str, Any]], dir_b: Path, rows_b: list[dict[str, Any]]) -> None:
+    """Bit-identical models and aggregates, the same kept and flagged nodes, the same metrics, every round."""
+    assert len(rows_a) == len(rows_b) > 0
+    for x, y in zip(rows_a, rows_b, strict=True):
+        assert _without_timings(x) == _without_timings(y), f"round {x['round']}: metrics differ"
+
+    async def records() -> None:
+        a, b = EmbeddedStore(dir_a), EmbeddedStore(dir_b)
+        async with a, b:
+            for r in range(len(rows_a)):
+                ra, rb = await a.get_round_record(r), await b.get_round_record(r)
+                assert ra is not None and rb is not None
+                assert ra.model.tobytes() == rb.model.tobytes(), f"round {r}: model bits differ"
+                assert ra.aggregate.tobytes() == rb.aggregate.tobytes(), f"round {r}: aggregate bits differ"
+                assert ra.contributors == rb.contributors and ra.flagged == rb.flagged
+                # The defence's evidence (scores, votes, reputation) is the same; the DHT path adds only its own.
+                ea = {k: v for k, v in ra.evidence.items() if k != "state"}
+                eb = {k: v for k, v in rb.evidence.items() if k not in ("state", "agents_agreeing")}
+                assert ea == eb, f"round {r}: evidence differs"
+
+    asyncio.run(records())

@@ -1,0 +1,181 @@
+"""The Holochain backend over the mock conductor: same answers as the zome, same runs as the embedded store.
+
+The same checks run on real conductors in tests/test_holochain_conductors.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import numpy as np
+import pytest
+from dht_cases import PROPERTIES, assert_same_run, contract_cases, run_on
+
+from zerotrustml.backends.embedded import EmbeddedStore
+from zerotrustml.backends.holochain import HolochainBackend
+from zerotrustml.backends.mock_conductor import MockConductor
+from zerotrustml.defence.committee import cast_vote
+from zerotrustml.exceptions import SubmissionRejected
+from zerotrustml.holochain.errors import ZomeCallError
+from zerotrustml.validation import ModelSpec, Submission
+
+
+@pytest.mark.parametrize("aggregator", ["pipeline", "multi_krum"])
+def test_mock_run_is_bit_identical_to_embedded(tmp_path: Path, aggregator: str) -> None:
+    a = run_on("embedded", tmp_path / "e", aggregator=aggregator)
+    b = run_on("mock", tmp_path / "m", aggregator=aggregator)
+    assert_same_run(tmp_path / "e", a, tmp_path / "m", b)
+    # The committee's votes went to the DHT and came back: the pipeline's decisions count valid votes.
+    if aggregator == "pipeline":
+        assert any(r["tp"] for r in b)
+
+
+def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
+    async def go() -> list[Any]:
+        mock = MockConductor(tmp_path / "dht", PROPERTIES)
+        await mock.start()
+        try:
+            return await contract_cases(mock.new_cell(), mock.new_cell())
+        finally:
+            await mock.stop()
+
+    answers = dict(asyncio.run(go()))
+    # Spot checks that the suite means what it says (the full list is compared with real conductors).
+    assert answers["submit dims"][:3] == ("rejected", "dims", "dims_mismatch")
+    assert answers["submit nan"][:3] == ("rejected", "values", "non_finite")
+    assert answers["submit duplicate"][:3] == ("rejected", "round", "duplicate")
+    assert answers["submit proof nonce"] == (
+        "rejected",
+        "proof.nonce",
+        "invalid",
+        "proof.nonce: must be 16 bytes, got 4",
+    )
+    assert answers["register replayed"][0] == "zome_error"
+    assert answers["register replayed"][1].startswith("NodeRegistration.signature: does not verify")
+    assert answers["vote own"] == ("zome_error", "CommitteeVote.submission: a member cannot vote on its own submission")
+    assert answers["registrations"] == ("ok", [("A", "node-a"), ("B", "node-b")])
+
+
+SPEC = ModelSpec("mock-v1", dims=6, max_norm=10.0, max_round=9)
+
+
+async def _backend(tmp_path: Path, n: int = 3) -> tuple[HolochainBackend, dict[str, nacl.signing.SigningKey]]:
+    backend = HolochainBackend(tmp_path / "local", mode="mock", round_timeout=2.0, poll=0.01)
+    await backend.open()
+    await backend.set_model_spec(SPEC)
+    keys = {f"n{i}": nacl.signing.SigningKey(bytes([i + 1]) * 32) for i in range(n)}
+    await backend.add_nodes(keys)
+    return backend, keys
+
+
+def test_rejections_match_the_embedded_store(tmp_path: Path) -> None:
+    v = np.arange(6, dtype=np.float32) * 0.1
+    cases = {
+        "dims": Submission.create("n0", 1, "mock-v1", np.zeros(4, np.float32), 3),
+        "model": Submission.create("n0", 1, "other", v, 3),
+        "nan": Submission(
+            "n0",
+            1,
+            "mock-v1",
+            np.where(np.arange(6) == 2, np.nan, v).astype(np.float32),
+            3,
+            1.0,
+            Submission.create("n0", 1, "mock-v1", v, 3).payload_hash,
+        ),
+        "norm lie": Submission("n0", 1, "mock-v1", v, 3, 9.0, Submission.create("n0", 1, "mock-v1", v, 3).payload_hash),
+        "round": Submission.create("n0", 10, "mock-v1", v, 3),
+        "examples": Submission.create("n0", 1, "mock-v1", v, 0),
+    }
+
+    async def go() -> None:
+        backend, _ = await _backend(tmp_path)
+        store = EmbeddedStore(tmp_path / "emb")
+        async with store:
+            await store.set_model_spec(SPEC)
+            try:
+                for name, sub in cases.items():
+                    with pytest.raises(SubmissionRejected) as want:
+                        await store.submit(sub)
+                    with pytest.raises(SubmissionRejected) as got:
+                        await backend.submit(sub)
+                    assert (got.value.field, got.value.code, str(got.value)) == (
+                        want.value.field,
+                        want.value.code,
+                        str(want.value),
+                    ), name
+                ok = Submission.create("n0", 1, "mock-v1", v, 3)
+                assert await backend.submit(ok) == ok.payload_hash == await store.submit(ok)
+                for target in (store, backend):
+                    with pytest.raises(SubmissionRejected) as dup:
+                        await target.submit(Submission.create("n0", 1, "mock-v1", v * 2, 3))
+                    assert dup.value.code == "duplicate"
+                held = await backend.get_round(1)
+                assert [s.node_id for s in held] == ["n0"] and held[0].values.tobytes() == v.tobytes()
+            finally:
+                await backend.close()
+
+    asyncio.run(go())
+
+
+def test_votes_round_trip_with_their_signatures(tmp_path: Path) -> None:
+    async def go() -> None:
+        backend, keys = await _backend(tmp_path)
+        try:
+            v = np.linspace(-1, 1, 6, dtype=np.float32)
+            subs = [Submission.create(n, 0, "mock-v1", v + i, 5) for i, n in enumerate(sorted(keys))]
+            for s in subs:
+                await backend.submit(s)
+            held = await backend.view("n2").get_round(0)
+            votes = [
+                cast_vote(
+                    keys[m],
+                    voter=m,
+                    round=0,
+                    node_id=s.node_id,
+                    payload_hash=s.payload_hash,
+                    quality=0.1 * i,
+                    accept=i % 2 == 0,
+                )
+                for m in ("n1", "n0")
+                for i, s in enumerate(held)
+                if s.node_id != m
+            ]
+            await backend.publish_votes(0, votes)
+            read = await backend.view("n2").await_votes(0, held, ["n1", "n0"], expected=len(votes))
+            assert read == votes  # same objects, same order (members' order), signatures intact
+            assert all(x.verify_signature() for x in read)
+        finally:
+            await backend.close()
+
+    asyncio.run(go())
+
+
+def test_registration_must_be_signed_by_the_node_key_for_this_agent(tmp_path: Path) -> None:
+    async def go() -> None:
+        mock = MockConductor(tmp_path / "dht", PROPERTIES)
+        await mock.start()
+        try:
+            a, b = mock.new_cell(), mock.new_cell()
+            from zerotrustml.backends.holochain import sign_registration
+
+            sk = nacl.signing.SigningKey(b"\x05" * 32)
+            with pytest.raises(ZomeCallError, match=r"NodeRegistration\.signature: does not verify"):
+                await b.call("register_node", sign_registration(sk, a.agent, "n"))
+            await a.call("register_node", sign_registration(sk, a.agent, "n"))
+            with pytest.raises(ZomeCallError, match="already registered"):
+                await a.call("register_node", sign_registration(sk, a.agent, "n"))
+        finally:
+            await mock.stop()
+
+    asyncio.run(go())
+
+
+def test_holochain_runs_do_not_resume_a_finished_store(tmp_path: Path) -> None:
+    run_on("mock", tmp_path / "m", rounds=1)
+    from zerotrustml.backends import StoreError
+
+    with pytest.raises(StoreError, match="cannot resume"):
+        run_on("mock", tmp_path / "m", rounds=1)
