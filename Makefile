@@ -39,8 +39,8 @@ wasm-check: ## the core must build for wasm32 (the zomes reuse it)
 	rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	cargo build -p zerotrustml-core --no-default-features --target wasm32-unknown-unknown --release
 
-test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors)
-	$(PY) -m pytest -q
+test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors, the mock conductor)
+	$(PY) -m pytest -q -m "not conductors"
 
 lint: $(VENV)/.deps $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruff, mypy, stub check
 	cargo fmt --check
@@ -56,8 +56,10 @@ holochain: ## install holochain 0.6.3, hc and the bootstrap server (cached outsi
 happ: holochain ## build the zomes (wasm32) and pack workdir/zerotrustml.happ
 	bash scripts/build-happ.sh
 
-test-holochain: happ $(VENV)/.deps ## two real conductors sync a submission through a local bootstrap server
-	$(PY) scripts/sync-proof.py --timeout 120
+test-holochain: happ build ## the Python bridge on real conductors (pytest -m conductors) and the two-conductor sync proof
+	@bin=$${HC_BIN_DIR:-$$(bash scripts/install-holochain.sh | tail -n 1)}; \
+	  HC_BIN_DIR="$$bin" $(PY) -m pytest -q -m conductors -p no:cacheprovider && \
+	  HC_BIN_DIR="$$bin" $(PY) scripts/sync-proof.py --timeout 120
 
 # npm ci only when node_modules is missing or the lock changed; the stamp
 # lives inside node_modules, so `npm ci` (which deletes that dir) resets it.

@@ -25,6 +25,7 @@ import numpy as np
 
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import ZomeCaller, sign_registration
+from zerotrustml.defence.committee import committee_member
 from zerotrustml.exceptions import SubmissionRejected
 from zerotrustml.fl.simulation import RunConfig, Simulation
 from zerotrustml.holochain.errors import ConductorError, ZomeCallError
@@ -39,7 +40,7 @@ PROPERTIES: dict[str, Any] = {
     "max_payload_bytes": 96,
     "max_round": 50,
     "chunk_values": 10,
-    "committee_rate": 1.0,
+    "committee_rate": 0.5,
     "committee_seed": "ztml-committee-v1",
     "recompute_limit": 1_000_000,
 }
@@ -101,8 +102,9 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     names = {a.agent: "A", b.agent: "B"}
 
     out.append(("properties", await outcome(a.call("get_model_properties"), lambda p: sorted(p.items()))))
-    out.append(("register A", await outcome(a.call("register_node", sign_registration(ka, a.agent, "node-a")))))
-    out.append(("register B", await outcome(b.call("register_node", sign_registration(kb, b.agent, "node-b")))))
+    reg_a = await a.call("register_node", sign_registration(ka, a.agent, "node-a"))
+    reg_b = await b.call("register_node", sign_registration(kb, b.agent, "node-b"))
+    out.append(("register A and B", ("ok", len(bytes(reg_a)), len(bytes(reg_b)))))
     out.append(("register A again", await outcome(a.call("register_node", sign_registration(ka, a.agent, "node-a2")))))
     forged = sign_registration(kb, a.agent, "node-x")  # signed for A's agent, sent by B
     out.append(("register replayed", await outcome(b.call("register_node", forged))))
@@ -160,15 +162,36 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     sub_b = await b.call("submit_gradient", submission(0, values(0.25)))
     await eventually(lambda: a.call("get_round_submissions", 0), lambda r: len(r) >= 2)
 
-    vote = {"round": 0, "submission": sub_a, "quality": 0.25, "accept": True, "signature": b"\x07" * 64}
+    # The committee lottery on node keys: rounds where B's key is and is not drawn (the zome agrees).
+    seed, rate = PROPERTIES["committee_seed"], PROPERTIES["committee_rate"]
+    pub_a, pub_b = bytes(ka.verify_key), bytes(kb.verify_key)
+    lottery = [await b.call("is_committee_member", {"node_key": pub_b, "round": r}) for r in range(12)]
+    out.append(("lottery", ("ok", lottery == [committee_member(seed, r, pub_b, rate) for r in range(12)])))
+    b_in = next(r for r in range(1, 50) if committee_member(seed, r, pub_b, rate))
+    b_out = next(r for r in range(1, 50) if not committee_member(seed, r, pub_b, rate))
+    a_in = next(r for r in range(1, 50) if committee_member(seed, r, pub_a, rate) and r not in (b_in, b_out))
+    sub_in = await a.call("submit_gradient", submission(b_in, values(0.75)))
+    sub_out = await a.call("submit_gradient", submission(b_out, values(0.75)))
+    sub_a_in = await a.call("submit_gradient", submission(a_in, values(1.5)))
+    await eventually(lambda: b.call("get_agent_submissions", a.agent), lambda r: len(r) >= 4)
+    vote = {
+        "round": b_in,
+        "submission": sub_in,
+        "quality": 0.25,
+        "accept": True,
+        "signature": b"\x07" * 64,
+        "registration": reg_b,
+    }
     out.append(("vote", await outcome(b.call("cast_vote", vote), lambda h: len(bytes(h)))))
     out.append(("vote again", await outcome(b.call("cast_vote", dict(vote, accept=False)))))
-    out.append(("vote own", await outcome(a.call("cast_vote", dict(vote, submission=sub_a)))))
-    out.append(("vote nan", await outcome(a.call("cast_vote", dict(vote, submission=sub_b, quality=math.nan)))))
-    out.append(
-        ("vote signature size", await outcome(a.call("cast_vote", dict(vote, submission=sub_b, signature=b"1"))))
-    )
-    votes = await eventually(lambda: a.call("get_submission_votes", sub_a), lambda r: len(r) >= 1)
+    out.append(("vote not drawn", await outcome(b.call("cast_vote", dict(vote, round=b_out, submission=sub_out)))))
+    out.append(("vote with A's registration", await outcome(b.call("cast_vote", dict(vote, registration=reg_a)))))
+    own = dict(vote, round=a_in, submission=sub_a_in, registration=reg_a)
+    out.append(("vote own", await outcome(a.call("cast_vote", own))))
+    out.append(("vote wrong round", await outcome(b.call("cast_vote", dict(vote, submission=sub_a)))))
+    out.append(("vote nan", await outcome(b.call("cast_vote", dict(vote, quality=math.nan)))))
+    out.append(("vote signature size", await outcome(b.call("cast_vote", dict(vote, signature=b"1")))))
+    votes = await eventually(lambda: a.call("get_submission_votes", sub_in), lambda r: len(r) >= 1)
     out.append(
         (
             "votes",

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from zerotrustml.defence.committee import (
-    REPUTATION_FLOOR,
     VOTE_DOMAIN,
     CommitteeDecision,
     Vote,
     aggregate_committee_votes,
     cast_vote,
+    committee_member,
     score_update,
     select_committee,
 )
@@ -34,87 +34,62 @@ CANDIDATES = [f"node-{i:02d}" for i in range(20)]
 # --------------------------------------------------------------------------
 
 
-def test_selection_is_deterministic() -> None:
-    reps = {c: 0.1 + 0.04 * i for i, c in enumerate(CANDIDATES)}
-    a = select_committee(CANDIDATES, 7, 123, 5, reps)
-    assert a == select_committee(CANDIDATES, 7, 123, 5, dict(reps))
-    assert len(a) == 5 and len(set(a)) == 5 and set(a) <= set(CANDIDATES)
+KEYS = {nid: bytes(nacl.signing.SigningKey(bytes([i + 1]) * 32).verify_key) for i, nid in enumerate(CANDIDATES)}
 
 
-def test_selection_does_not_depend_on_candidate_order() -> None:
-    reps = {c: 0.1 + 0.04 * i for i, c in enumerate(CANDIDATES)}
-    shuffled = CANDIDATES[:]
-    random.Random(5).shuffle(shuffled)
+def test_selection_is_the_core_lottery_on_node_keys() -> None:
+    from zerotrustml import _core
+
     for r in range(10):
-        assert select_committee(CANDIDATES, r, 9, 6, reps) == select_committee(shuffled, r, 9, 6, reps)
-        assert select_committee(CANDIDATES, r, 9, 6) == select_committee(tuple(reversed(CANDIDATES)), r, 9, 6)
+        members = select_committee(KEYS, r, "seed-x", 0.3)
+        assert members == sorted(members)
+        want = [n for n in CANDIDATES if _core.is_committee_member(b"seed-x", r, KEYS[n], 0.3)]
+        assert members == want
+        assert all(committee_member("seed-x", r, KEYS[n], 0.3) for n in members)
+
+
+def test_selection_does_not_depend_on_candidate_order_or_on_other_candidates() -> None:
+    shuffled = dict(random.Random(1).sample(sorted(KEYS.items()), len(KEYS)))
+    for r in range(10):
+        full = select_committee(KEYS, r, "s", 0.4)
+        assert full == select_committee(shuffled, r, "s", 0.4)
+        # A node's seat depends on its own key only: leaving a non-member out changes nothing.
+        outsiders = [n for n in CANDIDATES if n not in full]
+        fewer = {n: k for n, k in KEYS.items() if n not in outsiders[:3]}
+        assert select_committee(fewer, r, "s", 0.4) == full
 
 
 def test_selection_depends_on_round_and_seed() -> None:
-    by_round = {tuple(select_committee(CANDIDATES, r, 1, 5)) for r in range(20)}
-    by_seed = {tuple(select_committee(CANDIDATES, 3, s, 5)) for s in range(20)}
-    # 15504 possible committees: twenty draws repeating often would mean the input is ignored.
-    assert len(by_round) >= 18
-    assert len(by_seed) >= 18
+    by_round = {tuple(select_committee(KEYS, r, "s", 0.25)) for r in range(20)}
+    by_seed = {tuple(select_committee(KEYS, 3, f"s{i}", 0.25)) for i in range(20)}
+    assert len(by_round) > 10 and len(by_seed) > 10
 
 
-def test_selection_is_weighted_by_reputation() -> None:
-    reps = {c: 0.5 for c in CANDIDATES}
-    reps["node-00"], reps["node-01"], reps["node-02"] = 0.9, 0.1, 0.0
-    rounds = 2000
+def test_selection_rate_is_the_expected_share() -> None:
     counts: collections.Counter[str] = collections.Counter()
+    rounds = 400
     for r in range(rounds):
-        counts.update(select_committee(CANDIDATES, r, 42, 5, reps))
-    hi, lo, zero, mid = counts["node-00"], counts["node-01"], counts["node-02"], counts["node-05"]
-    # Expected roughly 0.43, 0.07, 0.005 and 0.27 of the rounds; bounds are generous.
-    assert hi > 3 * lo
-    assert hi > mid > lo > zero
-    assert 0.3 * rounds < hi < 0.6 * rounds
-    assert lo < 0.15 * rounds
-    # The floor keeps a zero-reputation node drawable, but rarely.
-    assert 0 < zero < 0.03 * rounds
-    assert REPUTATION_FLOOR == 0.01
+        counts.update(select_committee(KEYS, r, "rate", 0.25))
+    total = sum(counts.values())
+    # Binomial(20 * 400, 0.25): mean 2000, sd ~39.
+    assert abs(total - 0.25 * 20 * rounds) < 200
+    assert min(counts[n] for n in CANDIDATES) > 0.15 * rounds
+    assert select_committee(KEYS, 0, "s", 1.0) == CANDIDATES
+    assert select_committee(KEYS, 0, "s", 0.0) == []
 
 
-def test_selection_without_reputations_is_uniform() -> None:
-    rounds = 2000
-    counts: collections.Counter[str] = collections.Counter()
-    for r in range(rounds):
-        counts.update(select_committee(CANDIDATES, r, 3, 5))
-    # Each node's expected share is k/n = 0.25.
-    assert set(counts) == set(CANDIDATES)
-    assert all(0.2 * rounds < c < 0.3 * rounds for c in counts.values())
-    # Missing reputations get the floor: all missing is uniform too.
-    assert select_committee(CANDIDATES, 11, 3, 5, {}) == select_committee(CANDIDATES, 11, 3, 5)
-
-
-def test_exclude() -> None:
-    base = select_committee(CANDIDATES, 4, 8, 5)
-    out = select_committee(CANDIDATES, 4, 8, 5, exclude={base[0]})
-    assert base[0] not in out and len(out) == 5
-    assert out[:4] == base[1:]  # everyone else keeps their key, so the rest of the order stays
-    outsider = next(c for c in CANDIDATES if c not in base)
-    assert select_committee(CANDIDATES, 4, 8, 5, exclude=[outsider]) == base
-    # Too few left: all of them, in the same order as without the exclusions.
-    assert select_committee(CANDIDATES, 4, 8, 50, exclude=CANDIDATES[:18]) == select_committee(CANDIDATES[18:], 4, 8, 2)
-
-
-def test_selection_size_limits_and_bad_input() -> None:
-    everyone = select_committee(CANDIDATES, 0, 0, 100)
-    assert sorted(everyone) == CANDIDATES
-    with pytest.raises(ParameterError, match="k"):
-        select_committee(CANDIDATES, 0, 0, 0)
-    with pytest.raises(ParameterError, match="unique"):
-        select_committee(["a", "a"], 0, 0, 1)
-    with pytest.raises(ParameterError, match="reputations"):
-        select_committee(["a", "b"], 0, 0, 1, {"a": float("nan")})
-    with pytest.raises(ParameterError, match="reputations"):
-        select_committee(["a", "b"], 0, 0, 1, {"a": -0.1})
+def test_selection_bad_input() -> None:
+    with pytest.raises(ParameterError, match="rate"):
+        select_committee(KEYS, 0, "s", 1.5)
+    with pytest.raises(ParameterError, match="rate"):
+        select_committee(KEYS, 0, "s", float("nan"))
     with pytest.raises(ParameterError, match="round"):
-        select_committee(["a"], -1, 0, 1)
-    with pytest.raises(TypeError):
-        select_committee("abc", 0, 0, 1)
-    assert select_committee([], 0, 0, 3) == []
+        select_committee(KEYS, -1, "s", 0.5)
+    with pytest.raises(ParameterError, match="32 bytes"):
+        select_committee({"a": b"x" * 31}, 0, "s", 0.5)
+    with pytest.raises(ParameterError, match="non-empty"):
+        select_committee({"": KEYS["node-00"]}, 0, "s", 0.5)
+    assert select_committee({}, 0, "s", 0.5) == []
 
 
 # --------------------------------------------------------------------------
@@ -323,16 +298,16 @@ def test_score_update_agrees_in_sign_with_the_true_effect() -> None:
 def test_dht_lottery_matches_its_definition() -> None:
     import hashlib as _hashlib
 
-    from zerotrustml.defence.committee import dht_committee_member
+    from zerotrustml.defence.committee import committee_member
     from zerotrustml.exceptions import ParameterError as _ParameterError
 
     key = bytes(range(32))
     for rnd in range(50):
         digest = _hashlib.sha256(b"zerotrustml" + rnd.to_bytes(8, "big") + key).digest()
         expected = int.from_bytes(digest[:8], "big") < 0.4 * 2**64
-        assert dht_committee_member("zerotrustml", rnd, key, 0.4) == expected
-    assert dht_committee_member("s", 1, key, 1.0) and not dht_committee_member("s", 1, key, 0.0)
+        assert committee_member("zerotrustml", rnd, key, 0.4) == expected
+    assert committee_member("s", 1, key, 1.0) and not committee_member("s", 1, key, 0.0)
     with pytest.raises(_ParameterError, match="rate"):
-        dht_committee_member("s", 1, key, 1.5)
+        committee_member("s", 1, key, 1.5)
     with pytest.raises(_ParameterError, match="key"):
-        dht_committee_member("s", 1, b"short", 0.5)
+        committee_member("s", 1, b"short", 0.5)

@@ -114,7 +114,11 @@ def test_forged_or_missing_proofs_are_flagged_without_committee_help() -> None:
     assert set(verdict.flagged) >= {"n1", "n2"}
     assert verdict.evidence["reasons"]["n1"][0] == "proof bad_signature"
     assert verdict.evidence["reasons"]["n2"][0] == "proof missing"
-    assert "n1" not in verdict.kept and len(verdict.committee) == DefenceConfig().committee_size
+    assert "n1" not in verdict.kept
+    drawn = committee.select_committee(
+        dict(ring), 0, pipeline.committee_seed(1), pipeline.lottery_rate(DefenceConfig(), len(subs))
+    )
+    assert verdict.committee == drawn
     assert verdict.vector.shape == (model.dims,)
 
 
@@ -125,11 +129,15 @@ def test_committee_is_deterministic_and_among_nodes_in_good_standing() -> None:
     for r in range(4):  # n0 and n1 flagged every round: excluded
         ledger.update(r, {nid: nid in ("n0", "n1") for nid in ids})
     assert ledger.excluded("n0") and ledger.excluded("n1")
-    seed = pipeline.round_seed(3, 4, None)
-    assert seed == pipeline.round_seed(3, 4, None) != pipeline.round_seed(3, 5, None)
-    standing = [nid for nid in ids if not ledger.excluded(nid)]
-    members = committee.select_committee(standing, 4, seed, 5, reputations=ledger.scores)
-    assert not {"n0", "n1"} & set(members)
+    keys = {nid: bytes(pipeline.signing_key(3, nid).verify_key) for nid in ids}
+    for r in range(4, 30):
+        members = pipeline.committee_members(r, ids, ledger=ledger, keys=keys, seed=3, rate=0.5)
+        assert members == pipeline.committee_members(r, ids, ledger=ledger, keys=keys, seed=3, rate=0.5)
+        drawn = committee.select_committee(keys, r, pipeline.committee_seed(3), 0.5)
+        # The lottery's members, less the excluded: an excluded node's seat counts for nothing.
+        assert members == [m for m in drawn if m not in ("n0", "n1")]
+    assert pipeline.lottery_rate(config, 20) == config.committee_size / 20
+    assert pipeline.lottery_rate(config, 2) == 1.0
 
 
 def test_member_scores_reward_helpful_updates() -> None:

@@ -18,7 +18,7 @@
 
 import type { ActionHash, AgentPubKey, EntryHash, Signal } from "@holochain/client";
 import { dhtSync, runScenario, type CallableCell, type PlayerApp, type Scenario } from "@holochain/tryorama";
-import { createHash } from "node:crypto";
+import { createHash, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 
@@ -189,6 +189,8 @@ export interface EdgeProof {
   holdout_size: number;
   lr: number;
   nonce: Uint8Array;
+  /** The node key's signature over the proof (64 bytes), or empty. */
+  signature: Uint8Array;
 }
 
 /** The entry as stored. */
@@ -229,7 +231,15 @@ export function sampleValues(scale = 1, shift = 0): number[] {
 }
 
 export function sampleProof(overrides: Partial<EdgeProof> = {}): EdgeProof {
-  return { loss_before: 0.9, loss_after: 0.7, holdout_size: 50, lr: 0.1, nonce: new Uint8Array(16).fill(7), ...overrides };
+  return {
+    loss_before: 0.9,
+    loss_after: 0.7,
+    holdout_size: 50,
+    lr: 0.1,
+    nonce: new Uint8Array(16).fill(7),
+    signature: new Uint8Array(64).fill(9),
+    ...overrides,
+  };
 }
 
 /** A well-formed input; `overrides` replace fields. */
@@ -269,7 +279,8 @@ export function expectSameSubmission(actual: SubmissionOutput, sent: SubmitGradi
   expect(s.norm).toBeCloseTo(Math.hypot(...f32(sent.values)), 5);
   expect(s.chunk_hashes).toHaveLength(Math.ceil(sent.values.length / CHUNK_VALUES));
   // Binaries come back as Buffers: compare the nonce as hex.
-  const proof = (p: EdgeProof | null | undefined) => (p ? { ...p, nonce: hex(p.nonce) } : null);
+  const proof = (p: EdgeProof | null | undefined) =>
+    p ? { ...p, nonce: hex(p.nonce), signature: hex(p.signature) } : null;
   expect(proof(s.proof)).toEqual(proof(sent.proof));
 }
 
@@ -352,6 +363,10 @@ export interface CommitteeVote {
   submission: ActionHash;
   quality: number;
   accept: boolean;
+  /** The member's node-key signature over the vote (64 bytes), or empty. */
+  signature: Uint8Array;
+  /** The member's NodeRegistration action: its node key decides membership. */
+  registration: ActionHash;
 }
 
 export interface VoteOutput {
@@ -360,9 +375,9 @@ export interface VoteOutput {
   vote: CommitteeVote;
 }
 
-/** `is_committee_member`: the hash lottery the integrity zome applies to votes. */
-export async function isCommitteeMember(cell: CallableCell, agent: AgentPubKey, round: number): Promise<boolean> {
-  return cell.callZome<boolean>({ zome_name: ZOME, fn_name: "is_committee_member", payload: { agent, round } });
+/** `is_committee_member`: the hash lottery on a node key that the integrity zome applies to votes. */
+export async function isCommitteeMember(cell: CallableCell, nodeKey: Uint8Array, round: number): Promise<boolean> {
+  return cell.callZome<boolean>({ zome_name: ZOME, fn_name: "is_committee_member", payload: { node_key: nodeKey, round } });
 }
 
 /** `cast_vote`: commits the vote and its link from the submission. */
@@ -415,4 +430,63 @@ export function collectSignals(player: PlayerApp): { signals: ZtmlSignal[]; stop
     if (signal.type === "app" && signal.value.zome_name === ZOME) signals.push(signal.value.payload as ZtmlSignal);
   });
   return { signals, stop };
+}
+
+// ---------------------------------------------------------------------------
+// NodeRegistration (node_registration.rs)
+
+export interface NodeRegistration {
+  node_id: string;
+  node_key: Uint8Array;
+  signature: Uint8Array;
+}
+
+/** A node's Ed25519 key pair; `publicKey` is the raw 32 bytes. */
+export interface NodeKeys {
+  publicKey: Uint8Array;
+  privateKey: KeyObject;
+}
+
+export function nodeKeys(): NodeKeys {
+  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  const der = publicKey.export({ format: "der", type: "spki" });
+  return { publicKey: new Uint8Array(der.subarray(der.length - 32)), privateKey };
+}
+
+function lp(bytes: Uint8Array): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(bytes.length);
+  return Buffer.concat([len, Buffer.from(bytes)]);
+}
+
+/** The bytes a registration's signature covers (node_registration.rs). */
+export function registrationMessage(agent: AgentPubKey, nodeId: string, nodeKey: Uint8Array): Buffer {
+  return Buffer.concat([
+    lp(Buffer.from("zerotrustml/node-registration/v1")),
+    lp(agent),
+    lp(Buffer.from(nodeId, "utf8")),
+    lp(nodeKey),
+  ]);
+}
+
+/** A registration of `nodeId` on `agent`, signed by the node key. */
+export function sampleRegistration(agent: AgentPubKey, nodeId: string, keys: NodeKeys): NodeRegistration {
+  const signature = new Uint8Array(sign(null, registrationMessage(agent, nodeId, keys.publicKey), keys.privateKey));
+  return { node_id: nodeId, node_key: keys.publicKey, signature };
+}
+
+/** `register_node`: commits the registration and its link from the `nodes` anchor. */
+export async function registerNode(cell: CallableCell, registration: NodeRegistration): Promise<ActionHash> {
+  return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "register_node", payload: registration });
+}
+
+export interface RegistrationOutput {
+  action_hash: ActionHash;
+  agent: AgentPubKey;
+  registration: NodeRegistration;
+}
+
+/** `get_node_registrations`: every registration this agent can reach, by action hash. */
+export async function getNodeRegistrations(cell: CallableCell): Promise<RegistrationOutput[]> {
+  return cell.callZome<RegistrationOutput[]>({ zome_name: ZOME, fn_name: "get_node_registrations", payload: null });
 }

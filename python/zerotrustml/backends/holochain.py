@@ -381,23 +381,28 @@ class HolochainBackend(Backend):
     async def get_model_spec(self) -> ModelSpec | None:
         return await self.local.get_model_spec()
 
-    def dna_properties(self) -> dict[str, Any]:
-        """The DNA properties of the network: the model spec's, committee open to every agent.
-
-        The committee rate is 1: the Python defence decides who sits on a
-        round's committee, and only members cast votes.
-        """
+    def dna_properties(self, committee_seed: str = "ztml-committee-v1", committee_rate: float = 1.0) -> dict[str, Any]:
+        """The DNA properties of the network: the model spec's, and the committee lottery's seed and rate."""
         from zerotrustml.holochain.network import dna_properties
 
         if self._spec is None:
             raise StoreError("holochain backend: no model spec yet; call set_model_spec() first")
-        props = dna_properties(self._spec, committee_rate=1.0)
+        props = dna_properties(self._spec, committee_rate=committee_rate, committee_seed=committee_seed)
         if self._properties:
             props.update(self._properties)
         return props
 
-    async def add_nodes(self, keys: Mapping[str, nacl.signing.SigningKey]) -> None:
+    async def add_nodes(
+        self,
+        keys: Mapping[str, nacl.signing.SigningKey],
+        *,
+        committee_seed: str = "ztml-committee-v1",
+        committee_rate: float = 1.0,
+    ) -> None:
         """Give every node an agent of its own and publish its registration; waits until every agent sees all.
+
+        ``committee_seed`` and ``committee_rate`` go into the DNA properties: the committee lottery every
+        validator applies to votes, the same the defence draws its committee with.
 
         Raises
         ------
@@ -414,7 +419,7 @@ class HolochainBackend(Backend):
                 f"store {self.data_dir}: holds a finished round; a holochain run starts a fresh network and "
                 "cannot resume one, so use a new --data-dir"
             )
-        props = self.dna_properties()
+        props = self.dna_properties(committee_seed, committee_rate)
         ids = sorted(keys)
         cells = await self._provision(props, len(ids))
         self._nodes = {nid: _Node(nid, cell, keys[nid]) for nid, cell in zip(ids, cells, strict=True)}
@@ -457,6 +462,12 @@ class HolochainBackend(Backend):
             return self._nodes[node_id]
         except KeyError:
             raise StoreError(f"holochain backend: node {node_id!r} has no agent; add it with add_nodes()") from None
+
+    def _registered(self, node_id: str) -> _Registered:
+        agent = self.agent_of(node_id)
+        if agent not in self._registry:
+            raise StoreError(f"holochain backend: node {node_id!r} has no registration this agent can see")
+        return self._registry[agent]
 
     @property
     def node_ids(self) -> list[str]:
@@ -527,6 +538,7 @@ class HolochainBackend(Backend):
 
         async def cast(voter: str, mine: list[Any]) -> None:
             cell = self._node(voter).cell
+            registration = self._registered(voter).action_hash
             for v in mine:  # one chain: one write at a time
                 ah = self._actions.get((round, v.node_id))
                 if ah is None:
@@ -539,6 +551,7 @@ class HolochainBackend(Backend):
                         "quality": float(v.quality),
                         "accept": bool(v.accept),
                         "signature": bytes(v.signature),
+                        "registration": registration,
                     },
                 )
 

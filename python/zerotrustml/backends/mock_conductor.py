@@ -273,10 +273,27 @@ class MockCell:
         return sorted(self.conductor.registrations, key=lambda x: x["action_hash"])
 
     # -- votes ------------------------------------------------------------------------------------------------------
+    async def _fn_is_committee_member(self, p: Mapping[str, Any]) -> bool:
+        from zerotrustml.defence.committee import committee_member
+
+        c = self.conductor
+        return committee_member(
+            str(c.properties["committee_seed"]),
+            int(p["round"]),
+            bytes(p["node_key"]),
+            float(c.properties["committee_rate"]),
+        )
+
     async def _fn_cast_vote(self, v: Mapping[str, Any]) -> bytes:
-        from zerotrustml.defence.committee import dht_committee_member
+        from zerotrustml.defence.committee import committee_member
 
         c, fn = self.conductor, "cast_vote"
+        # The integrity zome's order: the registration, the vote's own fields, the lottery, the voted submission.
+        reg = next((x for x in c.registrations if x["action_hash"] == bytes(v["registration"])), None)
+        if reg is None:
+            raise ZomeCallError(f"{fn}: the registration is not reachable", fn_name=fn, reason="not reachable")
+        if reg["agent"] != self._agent:
+            raise _invalid(fn, "CommitteeVote.registration: the registration of another agent")
         quality = float(v["quality"])
         if not math.isfinite(quality):
             raise _invalid(fn, f"CommitteeVote.quality: must be finite, got {_rust_float(quality)}")
@@ -285,10 +302,11 @@ class MockCell:
             raise _invalid(fn, f"CommitteeVote.signature: must be empty or 64 bytes, got {len(sig)}")
         rnd = int(v["round"])
         rate = float(c.properties["committee_rate"])
-        if not dht_committee_member(str(c.properties["committee_seed"]), rnd, self._agent[3:35], rate):
+        node_key = reg["registration"]["node_key"]
+        if not committee_member(str(c.properties["committee_seed"]), rnd, node_key, rate):
             raise _invalid(
                 fn,
-                f"CommitteeVote.author: {hash_b64(self._agent)} is not on the committee of round {rnd} "
+                f"CommitteeVote.registration: node key {node_key.hex()} is not on the committee of round {rnd} "
                 f"(hash lottery, committee_rate {_rust_float(rate)})",
             )
         target = bytes(v["submission"])
@@ -304,7 +322,14 @@ class MockCell:
         if any(x["author"] == self._agent for x in c.votes.get(target, [])):
             raise _invalid(fn, f"CommitteeVote.submission: this member already voted on {hash_b64(target)}")
         action = c.next_action(self._agent, b"vote", target)
-        vote = {"round": rnd, "submission": target, "quality": quality, "accept": bool(v["accept"]), "signature": sig}
+        vote = {
+            "round": rnd,
+            "submission": target,
+            "quality": quality,
+            "accept": bool(v["accept"]),
+            "signature": sig,
+            "registration": bytes(v["registration"]),
+        }
         c.votes.setdefault(target, []).append({"action_hash": action, "author": self._agent, "vote": vote})
         return action
 

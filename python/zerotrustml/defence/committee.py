@@ -7,18 +7,17 @@ casts a signed :class:`Vote`, and :func:`aggregate_committee_votes` turns the
 votes for one update into a :class:`CommitteeDecision`.
 
 Selection (:func:`select_committee`)
-    Weighted sampling without replacement by Efraimidis and Spirakis (2006):
-    candidate ``i`` gets the key ``u_i ** (1 / w_i)`` and the ``k`` largest
-    keys win. ``u_i`` is not drawn from a random generator but read from
-    BLAKE2b of ``(seed, round, candidate id)``, so any party that knows the
-    seed recomputes the same committee, and a candidate's key does not
-    depend on who else is a candidate (the result does not depend on the
-    order of ``candidates``, and excluding a non-member leaves the committee
-    unchanged). The weight is ``max(reputation, REPUTATION_FLOOR)``: the
-    floor keeps a node whose reputation fell to zero drawable, so it can
-    earn reputation back. The seed must be fixed after node ids are (for
-    example the previous round's aggregate hash), or a node could grind ids
-    that win the hash.
+    One rule for the embedded store, the mock conductor and the DHT: the
+    core's hash lottery over each node's Ed25519 node key
+    (:func:`committee_member`), the rule the integrity zome checks on every
+    vote. Each node sits on a round's committee independently with
+    probability ``rate`` (the DNA's ``committee_rate``; the pipeline uses
+    ``committee_size / federation size``), so nobody needs a roster or an
+    agreed reputation to know who may vote, and a validator decides from the
+    vote alone. Reputation matters when the votes are read: a reader weighs
+    each member's vote by its own view of the member's reputation, and
+    ignores members it has excluded. The lottery is predictable by whoever
+    knows the seed; keys are as scarce as admission makes them.
 
 Votes
     Signed with Ed25519 over a canonical encoding (the domain tag
@@ -36,12 +35,10 @@ Decision
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import statistics
-import struct
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +48,6 @@ import numpy.typing as npt
 from zerotrustml.defence.proofs import (
     HASH_BYTES,
     KEY_BYTES,
-    MAX_COUNT,
     MAX_ROUND,
     SIGNATURE_BYTES,
     ProofError,
@@ -74,7 +70,7 @@ from zerotrustml.fl.models import Model
 
 __all__ = [
     "VOTE_DOMAIN",
-    "REPUTATION_FLOOR",
+    "committee_member",
     "select_committee",
     "Vote",
     "cast_vote",
@@ -87,11 +83,6 @@ __all__ = [
 VOTE_DOMAIN = b"zerotrustml/committee-vote/v1"
 """Domain tag at the start of every signed committee vote."""
 
-REPUTATION_FLOOR = 0.01
-"""Smallest selection weight: a node at reputation 0 is drawn about 1/100 as
-often as one at 1, but never never."""
-
-_SELECT_PERSON = b"zt-committee-v1"  # BLAKE2b personalisation: these hashes mean nothing elsewhere
 
 
 # --------------------------------------------------------------------------
@@ -99,103 +90,65 @@ _SELECT_PERSON = b"zt-committee-v1"  # BLAKE2b personalisation: these hashes mea
 # --------------------------------------------------------------------------
 
 
-def _selection_u(seed: int, round: int, candidate: str) -> float:
-    """A uniform draw in the open interval (0, 1), fixed by (seed, round, candidate)."""
-    h = hashlib.blake2b(
-        struct.pack(">QQ", seed, round) + candidate.encode("utf-8"),
-        digest_size=8,
-        person=_SELECT_PERSON,
-    ).digest()
-    # The top 53 bits, centred in their cell: exactly representable, never 0 or 1.
-    return ((int.from_bytes(h, "big") >> 11) + 0.5) / 2.0**53
+def committee_member(seed: str, round: int, node_key: bytes, rate: float) -> bool:
+    """Whether the node with ``node_key`` sits on ``round``'s committee: the one committee rule.
 
-
-def dht_committee_member(seed: str, round: int, public_key: bytes, rate: float) -> bool:
-    """Whether ``public_key`` sits on ``round``'s committee under the hApp's hash lottery.
-
-    The integrity zome's rule, from the same Rust code (``zerotrustml_core::committee``): the first 8
-    bytes of SHA-256(seed || round as u64 big-endian || key), big-endian, below ``rate * 2^64``. It is
-    unweighted and predictable (see ``docs/HOLOCHAIN.md``); :func:`select_committee` is the simulator's
-    reputation-weighted draw.
+    The core's hash lottery (``zerotrustml_core::committee``), the same code the integrity zome runs on every
+    vote: the first 8 bytes of SHA-256(seed || round as u64 big-endian || node key), big-endian, below
+    ``rate * 2^64``. ``node_key`` is the node's Ed25519 public key (the key that signs its proofs and votes;
+    on the DHT, the key of its ``NodeRegistration``).
     """
     from zerotrustml import _core
 
-    return _core.is_committee_member(seed.encode(), round, bytes(public_key), rate)
+    return bool(_core.is_committee_member(seed.encode(), round, bytes(node_key), rate))
 
 
 def select_committee(
-    candidates: Sequence[str],
+    candidates: Mapping[str, bytes],
     round: int,
-    seed: int,
-    k: int,
-    reputations: Mapping[str, float] | None = None,
-    exclude: Collection[str] = (),
+    seed: str,
+    rate: float,
 ) -> list[str]:
-    """Draw a round's committee: ``k`` candidates, weighted by reputation, without replacement.
+    """A round's committee among ``candidates`` (node id -> node key): every candidate whose key wins the lottery.
 
     Parameters
     ----------
-    candidates : sequence of str
-        Eligible node ids (unique, non-empty); their order does not matter.
+    candidates : mapping of str to bytes
+        Eligible node ids and their 32-byte Ed25519 node keys.
     round : int
         The round (>= 0).
-    seed : int
-        The run's committee seed (>= 0, < 2**64); with ``round`` the only
-        source of randomness.
-    k : int
-        Committee size (>= 1); all eligible candidates when ``k`` exceeds them.
-    reputations : mapping of str to float, optional
-        Selection weights, floored at :data:`REPUTATION_FLOOR`; a candidate
-        without an entry has earned no trust yet and gets the floor. Uniform
-        when omitted.
-    exclude : collection of str
-        Ids never selected (typically the author of the update being judged).
+    seed : str
+        The federation's committee seed (the DNA's ``committee_seed``).
+    rate : float
+        The probability that a node sits on a round's committee, in [0, 1]
+        (the DNA's ``committee_rate``): the expected committee is
+        ``rate * len(federation)``.
 
     Returns
     -------
     list of str
-        The members, in decreasing order of their selection keys (the most
-        strongly drawn first).
+        The members, by node id.
 
     Raises
     ------
     ParameterError
-        ``k`` < 1, duplicate or empty ids, a negative or non-finite
-        reputation, or ``round``/``seed`` out of range.
-    TypeError
-        ``candidates`` is a bare string.
+        A rate outside [0, 1], a round out of range, an empty id or a key that is not 32 bytes.
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or int(k) < 1:
-        raise ParameterError(f"k: committee size must be an integer >= 1, got {k!r}")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and 0 <= rate <= 1):
+        raise ParameterError(f"rate: must be a probability in [0, 1], got {rate!r}")
     if isinstance(round, bool) or not isinstance(round, numbers.Integral) or not 0 <= int(round) <= MAX_ROUND:
         raise ParameterError(f"round: must be an integer in [0, 2**63 - 1], got {round!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= MAX_COUNT:
-        raise ParameterError(f"seed: must be an integer in [0, 2**64 - 1], got {seed!r}")
-    if isinstance(candidates, str):
-        raise TypeError("candidates: must be a sequence of node ids, not one string")
-    ids = list(candidates)
-    for node in ids:
+    if not isinstance(seed, str):
+        raise TypeError(f"seed: must be a string, got {type(seed).__name__}")
+    members = []
+    for node, key in candidates.items():
         if not isinstance(node, str) or not node:
             raise ParameterError(f"candidates: node ids are non-empty strings, got {node!r}")
-    if len(set(ids)) != len(ids):
-        raise ParameterError("candidates: node ids must be unique")
-    excluded = set(exclude)
-    keyed: list[tuple[float, str]] = []
-    for node in ids:
-        if node in excluded:
-            continue
-        weight = 1.0
-        if reputations is not None:
-            rep = reputations.get(node, 0.0)
-            if isinstance(rep, bool) or not isinstance(rep, numbers.Real) or not math.isfinite(rep) or rep < 0:
-                raise ParameterError(f"reputations[{node!r}]: must be a finite number >= 0, got {rep!r}")
-            weight = max(float(rep), REPUTATION_FLOOR)
-        # log(u ** (1/w)) = log(u) / w orders the same and does not underflow
-        # to a tie at 0 when w is small (u ** 100 often would).
-        keyed.append((math.log(_selection_u(int(seed), int(round), node)) / weight, node))
-    # Ties (astronomically unlikely) go to the smaller id, so the order is total.
-    keyed.sort(key=lambda t: (-t[0], t[1]))
-    return [node for _, node in keyed[: int(k)]]
+        if len(bytes(key)) != KEY_BYTES:
+            raise ParameterError(f"candidates[{node!r}]: a node key is {KEY_BYTES} bytes, got {len(bytes(key))}")
+        if committee_member(seed, int(round), bytes(key), float(rate)):
+            members.append(node)
+    return sorted(members)
 
 
 # --------------------------------------------------------------------------

@@ -75,17 +75,14 @@ def signing_key(seed: int, node_id: str) -> nacl.signing.SigningKey:
     return nacl.signing.SigningKey(digest)
 
 
-def round_seed(seed: int, round: int, previous: F32 | None) -> int:
-    """The committee seed of a round: the run seed and the previous aggregate's hash.
+def committee_seed(seed: int) -> str:
+    """The committee lottery's seed for a run (the DNA's ``committee_seed`` when the run is on the DHT)."""
+    return f"ztml-committee-{int(seed)}"
 
-    Tying it to the previous aggregate means nobody can know a committee
-    before the round before it is settled.
-    """
-    h = hashlib.blake2b(digest_size=8, person=b"zerotrustml-cmte")
-    h.update(int(seed).to_bytes(8, "little", signed=True) + int(round).to_bytes(8, "little"))
-    if previous is not None:
-        h.update(np.ascontiguousarray(previous, dtype="<f4").tobytes())
-    return int.from_bytes(h.digest(), "little") >> 1
+
+def lottery_rate(config: DefenceConfig, federation_size: int) -> float:
+    """The lottery rate that makes ``config.committee_size`` the expected committee of ``federation_size`` nodes."""
+    return min(1.0, config.committee_size / max(int(federation_size), 1))
 
 
 def member_votes(
@@ -179,19 +176,19 @@ def committee_members(
     node_ids: Sequence[str],
     *,
     ledger: ReputationLedger,
-    config: DefenceConfig,
+    keys: Mapping[str, bytes],
     seed: int,
-    previous: F32 | None,
+    rate: float,
 ) -> list[str]:
-    """The committee of a round, drawn from the nodes in good standing (the nodes that submitted, by id).
+    """The committee of a round: the nodes in good standing (of those that submitted) that win the lottery.
 
-    :func:`run_round` draws the same committee from the same ledger; callers whose votes travel (the DHT) call
-    this first, let the members vote, and hand :func:`run_round` the votes they read back.
+    The lottery is the one committee rule (:func:`zerotrustml.defence.committee.committee_member`), over each
+    node's registered key; a node this agent has excluded does not count as a member even when drawn.
+    :func:`run_round` draws the same committee; callers whose votes travel (the DHT) call this first, let the
+    members vote, and hand :func:`run_round` the votes they read back.
     """
-    standing = [nid for nid in node_ids if not ledger.excluded(nid)] or list(node_ids)
-    return committee.select_committee(
-        standing, round, round_seed(seed, round, previous), config.committee_size, reputations=ledger.scores
-    )
+    standing = {nid: keys[nid] for nid in node_ids if nid in keys and not ledger.excluded(nid)}
+    return committee.select_committee(standing, round, committee_seed(seed), rate)
 
 
 @dataclass
@@ -217,6 +214,7 @@ def run_round(
     f: int,
     previous: F32 | None,
     seen_nonces: set[bytes] | None = None,
+    committee_rate: float | None = None,
 ) -> PipelineVerdict:
     """Run the pipeline on one round's stored submissions and update ``ledger``.
 
@@ -236,13 +234,16 @@ def run_round(
         Where the committee's signed votes come from (the simulator's members,
         or the DHT).
     seed
-        The run's seed (with the previous aggregate, it fixes the committee).
+        The run's seed (it fixes the committee lottery's seed, :func:`committee_seed`).
     f
         The number of Byzantine nodes the similarity statistics assume.
     previous
         The previous round's aggregate (the similarity reference), if any.
     seen_nonces
         Proof nonces seen so far, for replay detection (updated in place).
+    committee_rate
+        The lottery rate (:func:`lottery_rate` of the federation's size); default: as if the round's
+        submitters were the whole federation.
     """
     ids = [s.node_id for s in submissions]
     n = len(ids)
@@ -279,7 +280,8 @@ def run_round(
     doubtful = suspicion >= 0.5 * config.suspicion_threshold
 
     # 3. Committee, drawn from the nodes in good standing.
-    members = committee_members(round, ids, ledger=ledger, config=config, seed=seed, previous=previous)
+    rate = committee_rate if committee_rate is not None else lottery_rate(config, n)
+    members = committee_members(round, ids, ledger=ledger, keys=keys, seed=seed, rate=rate)
     cast = list(votes(members, submissions))
     decisions: dict[str, Any] = {}
     pooled = np.full(n, np.nan)

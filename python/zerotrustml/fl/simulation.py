@@ -364,7 +364,11 @@ class Simulation:
         await backend.set_model_spec(s.spec)
         if isinstance(backend, HolochainBackend):
             # Every node an agent of its own, registered with its node key.
-            await backend.add_nodes(s.keys)
+            await backend.add_nodes(
+                s.keys,
+                committee_seed=pipeline.committee_seed(c.seed),
+                committee_rate=pipeline.lottery_rate(s.defence_config, c.nodes),
+            )
         last = await backend.last_completed_round()
         if last is None:
             await backend.put_meta("run", c.to_json())
@@ -532,6 +536,7 @@ class Simulation:
                 f=c.f,
                 previous=st.previous,
                 seen_nonces=set(),
+                committee_rate=pipeline.lottery_rate(s.defence_config, c.nodes),
             )
             ledger_state = ledger.state()
             aggregate = pv.vector
@@ -588,9 +593,8 @@ class Simulation:
                 else ReputationLedger.from_state(s.defence_config, st.ledger)
             )
             ids = [x.node_id for x in stored]
-            members = pipeline.committee_members(
-                r, ids, ledger=ledger, config=s.defence_config, seed=c.seed, previous=st.previous
-            )
+            rate = pipeline.lottery_rate(s.defence_config, c.nodes)
+            members = pipeline.committee_members(r, ids, ledger=ledger, keys=s.ring, seed=c.seed, rate=rate)
             cast = self._votes(s, r, st.theta, members, stored)
             await backend.publish_votes(r, cast)
         times["votes"] = time.perf_counter() - t0

@@ -75,6 +75,10 @@ class Signal:
     payload: Any
 
 
+class _NotSent(ConductorUnavailable):
+    """The connection was closed before the request left: safe to send again on a new one."""
+
+
 class _Socket:
     """One websocket to a conductor: requests matched to responses by id, signals to a callback."""
 
@@ -123,7 +127,7 @@ class _Socket:
 
     async def request(self, kind: str, value: Any = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
         if self.closed.is_set():
-            raise ConductorUnavailable(f"conductor at {self.url}: connection closed")
+            raise _NotSent(f"conductor at {self.url}: connection closed")
         req: dict[str, Any] = {"type": kind}
         if value is not None:
             req["value"] = value
@@ -135,7 +139,7 @@ class _Socket:
             await self.ws.send(packb({"type": "request", "id": rid, "data": packb(req)}))
         except websockets.ConnectionClosed:
             self._waiting.pop(rid, None)
-            raise ConductorUnavailable(f"conductor at {self.url}: connection closed") from None
+            raise _NotSent(f"conductor at {self.url}: connection closed") from None
         try:
             resp = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
@@ -387,7 +391,13 @@ class AppClient:
 
     async def request(self, kind: str, value: Any = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
         sock = await self._ensure_open()
-        return await sock.request(kind, value, timeout)
+        try:
+            return await sock.request(kind, value, timeout)
+        except _NotSent:
+            # The socket died before the request left (a conductor restart): the request was never seen, so it
+            # is safe to send it once more on a new connection.
+            sock = await self._ensure_open()
+            return await sock.request(kind, value, timeout)
 
     async def app_info(self) -> dict[str, Any]:
         resp = await self.request("app_info")

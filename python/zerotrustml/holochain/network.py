@@ -244,7 +244,10 @@ def _tail(path: Path, n: int = 25) -> str:
         return "(no log)"
 
 
-def _conductor_config(data_dir: Path, admin_port: int, bootstrap_port: int) -> str:
+def _conductor_config(data_dir: Path, admin_port: int, bootstrap_port: int, force_relay: bool = False) -> str:
+    tx5: dict[str, Any] = {"signalAllowPlainText": True}  # the local signal server has no TLS
+    if force_relay:
+        tx5["dangerForceSignalRelay"] = True
     cfg = {
         "data_root_path": str(data_dir),
         "keystore": {"type": "lair_server_in_proc"},
@@ -258,7 +261,7 @@ def _conductor_config(data_dir: Path, admin_port: int, bootstrap_port: int) -> s
             # Test-network gossip: the defaults (every 2 min, at most every 5 min per peer) make one lost
             # publish cost minutes.
             "advanced": {
-                "tx5Transport": {"signalAllowPlainText": True},
+                "tx5Transport": tx5,
                 "coreBootstrap": {"backoffMinMs": 1000, "backoffMaxMs": 5000},
                 "k2Gossip": {
                     "initiateIntervalMs": 1000,
@@ -328,6 +331,10 @@ class LocalNetwork:
         Default: a fresh random seed, so the network is isolated from any other.
     work_dir
         Where conductor data and logs go (default: a temporary directory, removed on stop unless ``keep``).
+    force_relay
+        Route peer traffic through the local signal server's relay instead of direct WebRTC.
+    log
+        Called with a line of progress text now and then.
     """
 
     def __init__(
@@ -341,6 +348,7 @@ class LocalNetwork:
         bin_dir: str | os.PathLike[str] | None = None,
         work_dir: str | os.PathLike[str] | None = None,
         keep: bool = False,
+        force_relay: bool = False,
         log: Any = None,
     ) -> None:
         if agents < 1:
@@ -357,6 +365,7 @@ class LocalNetwork:
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="ztml-net-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self.force_relay = force_relay
         self._log = log
         self.bootstrap: _Proc | None = None
         self.bootstrap_port: int | None = None
@@ -432,7 +441,7 @@ class LocalNetwork:
             data.mkdir(exist_ok=True)
             cfg = self.work_dir / f"conductor-{i}.yaml"
             c = _Conductor(i, cfg, _free_port())
-            cfg.write_text(_conductor_config(data, c.admin_port, self.bootstrap_port))
+            cfg.write_text(_conductor_config(data, c.admin_port, self.bootstrap_port, self.force_relay))
             self.conductors.append(c)
         await asyncio.gather(*(self._boot(c) for c in self.conductors))
         self._say(f"{self.n_conductors} conductor(s) up after {time.monotonic() - t0:.1f} s")

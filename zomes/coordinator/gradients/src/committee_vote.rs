@@ -7,15 +7,17 @@ use crate::{get_many, properties, target_actions};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct MembershipInput {
-    pub agent: AgentPubKey,
+    /// A node key (32 bytes, as in its NodeRegistration).
+    #[serde(with = "serde_bytes")]
+    pub node_key: Vec<u8>,
     pub round: u64,
 }
 
-/// Whether `agent` is on the committee of `round`: the same lottery the
-/// integrity zome applies to every vote.
+/// Whether the node with `node_key` is on the committee of `round`: the
+/// same lottery the integrity zome applies to every vote.
 #[hdk_extern]
 pub fn is_committee_member(input: MembershipInput) -> ExternResult<bool> {
-    Ok(committee_member(&properties()?, &input.agent, input.round))
+    Ok(committee_member(&properties()?, &input.node_key, input.round))
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -26,7 +28,8 @@ pub struct VoteOutput {
 }
 
 /// Commits a vote and links it from the voted submission. Refused by
-/// validation unless this agent is on the round's committee.
+/// validation unless the vote's registration is this agent's and its node
+/// key is on the round's committee.
 #[hdk_extern]
 pub fn cast_vote(vote: CommitteeVote) -> ExternResult<ActionHash> {
     let submission = vote.submission.clone();

@@ -1,24 +1,34 @@
 //! Committee votes: a committee member's verdict on one submission.
 //!
-//! Who is on a round's committee is the core's hash lottery
-//! (`zerotrustml_core::committee`): member iff the first 8 bytes of
-//! SHA-256(committee_seed || round (u64 big-endian) || author's 32-byte
-//! Ed25519 key), read big-endian, are below `committee_rate * 2^64`. Every
-//! validator evaluates it from the vote's author, its round and the DNA
-//! properties alone: no roster, nothing to fetch. It is predictable (see the
-//! core module; a VRF would hide it until the vote) and unweighted (the
-//! Python pipeline's reputation-weighted draw is not used on the DHT).
+//! The committee has one definition, in the core (`zerotrustml_core::committee`),
+//! used here and by the Python defence alike: a node is on the committee of
+//! a round iff the first 8 bytes of SHA-256(committee_seed || round (u64
+//! big-endian) || node key), read big-endian, are below
+//! `committee_rate * 2^64`. The node key is the member's Ed25519 *node key*
+//! from its `NodeRegistration` (the key that signs its proofs and votes), so
+//! the embedded store, the mock conductor and the DHT draw the same
+//! committee for the same nodes. Every validator evaluates it from the
+//! vote's registration, its round and the DNA properties: no roster, no
+//! reputation (a reputation record is its author's opinion, not a fact
+//! validators agree on), nothing to agree on first. Readers weigh members'
+//! votes by their own view of the members' reputation.
 //!
-//! Validation: quality finite; the author on the committee of `round`; the
-//! voted submission a valid GradientSubmission of the same round by another
-//! agent; one vote per member per submission (the member's earlier chain).
+//! It is predictable (anyone who knows the seed can list a key's rounds;
+//! a VRF would hide it until the vote) and keys are only as scarce as
+//! admission makes them.
+//!
+//! Validation: quality finite; signature empty or 64 bytes; the vote's
+//! `registration` a NodeRegistration by the vote's author, whose node key
+//! wins the lottery of `round`; the voted submission a valid
+//! GradientSubmission of the same round by another agent; one vote per
+//! member per submission (the member's earlier chain).
 
 use hdi::prelude::*;
 use zerotrustml_core::committee::is_committee_member;
 
 use crate::{
-    check, created_entry, earlier_entries, link_target_action, model_properties, GradientSubmission, ModelProperties,
-    UnitEntryTypes, Verdict,
+    check, created_entry, earlier_entries, link_target_action, model_properties, registration_of, GradientSubmission,
+    ModelProperties, UnitEntryTypes, Verdict,
 };
 
 /// A committee member's re-scoring of a submission.
@@ -39,15 +49,17 @@ pub struct CommitteeVote {
     /// action.
     #[serde(default, with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// The member's `NodeRegistration` action (its node key decides membership).
+    pub registration: ActionHash,
 }
 
-/// Whether `agent` is on the committee of `round` under the DNA properties.
-pub fn committee_member(props: &ModelProperties, agent: &AgentPubKey, round: u64) -> bool {
-    is_committee_member(props.committee_seed.as_bytes(), round, agent.get_raw_32(), props.committee_rate)
+/// Whether the node with `node_key` is on the committee of `round` under the DNA properties.
+pub fn committee_member(props: &ModelProperties, node_key: &[u8], round: u64) -> bool {
+    is_committee_member(props.committee_seed.as_bytes(), round, node_key, props.committee_rate)
 }
 
-/// The rules on the vote's own fields and its author.
-pub fn check_vote(props: &ModelProperties, author: &AgentPubKey, vote: &CommitteeVote) -> Result<(), String> {
+/// The rules on the vote's own fields and its member's node key.
+pub fn check_vote(props: &ModelProperties, node_key: &[u8], vote: &CommitteeVote) -> Result<(), String> {
     if !vote.quality.is_finite() {
         return Err(format!("CommitteeVote.quality: must be finite, got {}", vote.quality));
     }
@@ -58,10 +70,12 @@ pub fn check_vote(props: &ModelProperties, author: &AgentPubKey, vote: &Committe
             vote.signature.len()
         ));
     }
-    if !committee_member(props, author, vote.round) {
+    if !committee_member(props, node_key, vote.round) {
         return Err(format!(
-            "CommitteeVote.author: {author} is not on the committee of round {} (hash lottery, committee_rate {})",
-            vote.round, props.committee_rate
+            "CommitteeVote.registration: node key {} is not on the committee of round {} (hash lottery, committee_rate {})",
+            zerotrustml_core::validation::hex(node_key),
+            vote.round,
+            props.committee_rate
         ));
     }
     Ok(())
@@ -97,7 +111,8 @@ pub fn check_first_vote(vote: &CommitteeVote, earlier: &[CommitteeVote]) -> Resu
 pub fn validate_create_committee_vote(action: &EntryCreationAction, vote: &CommitteeVote) -> Verdict {
     let props = check!(model_properties()?);
     let author = action.author();
-    check!(check_vote(&props, author, vote));
+    let registration = check!(registration_of(&vote.registration, author, "CommitteeVote.registration")?);
+    check!(check_vote(&props, &registration.node_key, vote));
     let record = must_get_valid_record(vote.submission.clone())?;
     let submission = check!(created_entry::<GradientSubmission>(
         &record,
@@ -141,6 +156,10 @@ mod tests {
         AgentPubKey::from_raw_32(vec![i; 32])
     }
 
+    fn key(i: u8) -> Vec<u8> {
+        vec![i; 32]
+    }
+
     fn vote(round: u64) -> CommitteeVote {
         CommitteeVote {
             round,
@@ -148,17 +167,18 @@ mod tests {
             quality: 0.2,
             accept: true,
             signature: vec![],
+            registration: ActionHash::from_raw_32(vec![8; 32]),
         }
     }
 
-    /// A round where `agent` is (or is not) a member under the test properties.
-    fn round_where(agent: &AgentPubKey, member: bool) -> u64 {
-        (0..1000).find(|r| committee_member(&props(), agent, *r) == member).unwrap()
+    /// A round where the node with `node_key` is (or is not) a member under the test properties.
+    fn round_where(node_key: &[u8], member: bool) -> u64 {
+        (0..1000).find(|r| committee_member(&props(), node_key, *r) == member).unwrap()
     }
 
     #[test]
-    fn membership_uses_the_core_lottery_on_the_raw_key() {
-        let a = agent(1);
+    fn membership_uses_the_core_lottery_on_the_node_key() {
+        let a = key(1);
         for round in 0..50 {
             assert_eq!(
                 committee_member(&props(), &a, round),
@@ -173,20 +193,20 @@ mod tests {
 
     #[test]
     fn member_accepted_non_member_rejected() {
-        let a = agent(1);
+        let a = key(1);
         let yes = round_where(&a, true);
         let no = round_where(&a, false);
         assert_eq!(check_vote(&props(), &a, &vote(yes)), Ok(()));
         let err = check_vote(&props(), &a, &vote(no)).unwrap_err();
         assert!(
-            err.starts_with("CommitteeVote.author: ") && err.contains(&format!("committee of round {no}")),
+            err.starts_with("CommitteeVote.registration: node key 0101") && err.contains(&format!("committee of round {no}")),
             "{err}"
         );
     }
 
     #[test]
     fn signature_empty_or_64_bytes() {
-        let a = agent(1);
+        let a = key(1);
         let yes = round_where(&a, true);
         assert_eq!(check_vote(&props(), &a, &CommitteeVote { signature: vec![1; 64], ..vote(yes) }), Ok(()));
         let err = check_vote(&props(), &a, &CommitteeVote { signature: vec![1; 63], ..vote(yes) }).unwrap_err();
@@ -195,7 +215,7 @@ mod tests {
 
     #[test]
     fn quality_must_be_finite() {
-        let a = agent(1);
+        let a = key(1);
         let yes = round_where(&a, true);
         for q in [f64::NAN, f64::INFINITY] {
             let err = check_vote(&props(), &a, &CommitteeVote { quality: q, ..vote(yes) }).unwrap_err();
