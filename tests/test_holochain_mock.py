@@ -179,3 +179,29 @@ def test_holochain_runs_do_not_resume_a_finished_store(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="cannot resume"):
         run_on("mock", tmp_path / "m", rounds=1)
+
+
+def test_a_node_whose_conductor_is_gone_is_reported_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerotrustml.holochain.errors import ConductorUnavailable
+
+    real_submit = HolochainBackend.submit
+
+    async def flaky(self: HolochainBackend, sub: Submission) -> bytes:
+        if sub.node_id == "node-1" and sub.round >= 1:
+            raise ConductorUnavailable("conductor at ws://127.0.0.1:1: not back within 1 s")
+        return await real_submit(self, sub)
+
+    monkeypatch.setattr(HolochainBackend, "submit", flaky)
+    rows = run_on("mock", tmp_path / "m")
+    assert len(rows) == 3  # the rounds complete with the rest
+
+    async def evidence() -> list[Any]:
+        store = EmbeddedStore(tmp_path / "m")
+        async with store:
+            return [(await store.get_round_record(r)).evidence for r in range(3)]  # type: ignore[union-attr]
+
+    ev = asyncio.run(evidence())
+    assert "missing" not in ev[0]
+    for e in ev[1:]:
+        assert e["missing"] == ["node-1"] and "not back within" in e["unreachable"]["node-1"]
+        assert "node-1" not in e.get("reasons", {})  # missing is not flagged

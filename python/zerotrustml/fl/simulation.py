@@ -43,6 +43,7 @@ from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.defence.reputation import ReputationLedger
 from zerotrustml.exceptions import ParameterError, SubmissionRejected
 from zerotrustml.fl import attacks, data, models, partition
+from zerotrustml.holochain.errors import ConductorError
 from zerotrustml.validation import ModelSpec, Submission, payload_hash
 
 F32 = npt.NDArray[np.float32]
@@ -437,8 +438,10 @@ class Simulation:
         # Validate: the backend applies the shared rules; a rejected update is excluded.
         t0 = time.perf_counter()
         rejected: dict[str, str] = {}
+        unreachable: dict[str, str] = {}
         claims = self._proofs(s, r, st.theta, updates)
-        for nid in s.node_ids:
+
+        async def submit(nid: str) -> None:
             sub = Submission.create(
                 nid, r, s.spec.model_id, updates[nid], example_count=counts[nid], proof=claims[nid].to_json()
             )
@@ -447,16 +450,23 @@ class Simulation:
                 # submission, not a second one.
                 held = await backend.get_submission(r, nid)
                 if held is not None and held.payload_hash == sub.payload_hash:
-                    continue
+                    return
             try:
                 await backend.submit(sub)
             except SubmissionRejected as e:
                 rejected[nid] = f"{e.code}: {e}"
+            except ConductorError as e:  # the node's conductor is gone: the round goes on without it
+                unreachable[nid] = str(e)
+
         if isinstance(backend, HolochainBackend):
+            # Every node submits through its own agent, all at once, as separate machines would.
+            await asyncio.gather(*(submit(nid) for nid in s.node_ids))
             times["submit"] = time.perf_counter() - t0
-            decision, stored = await self._decide_on_dht(backend, s, r, st, rejected, times)
+            decision, stored = await self._decide_on_dht(backend, s, r, st, rejected, times, unreachable)
             times["validate"] = times["submit"] + times["visible"]
         else:
+            for nid in s.node_ids:
+                await submit(nid)
             stored = await backend.get_round(r)
             times["validate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -569,6 +579,7 @@ class Simulation:
         st: _State,
         rejected: Mapping[str, str],
         times: dict[str, float],
+        unreachable: Mapping[str, str],
     ) -> tuple[_Decision, list[Submission]]:
         """No central server: every honest agent reads the round through its own conductor and decides.
 
@@ -576,8 +587,11 @@ class Simulation:
         decides from its own reads, and all must reach the same bits. A disagreement is an error, never averaged.
         """
         c = self.config
-        honest = [n for n in s.node_ids if n not in s.byzantine]
-        expected = [n for n in s.node_ids if n not in rejected]
+        # Agents whose conductor is unreachable neither submit nor decide this round.
+        honest = [n for n in s.node_ids if n not in s.byzantine and n not in unreachable]
+        if not honest:
+            raise StoreError(f"round {r}: no honest agent is reachable ({', '.join(sorted(unreachable))})")
+        expected = [n for n in s.node_ids if n not in rejected and n not in unreachable]
         t0 = time.perf_counter()
         observer = backend.view(honest[0])
         stored, missing = await observer.await_round(r, expected)
@@ -631,8 +645,10 @@ class Simulation:
                     f"(kept {theirs.kept} vs {mine.kept}, flagged {sorted(theirs.flagged)} vs {sorted(mine.flagged)})"
                 )
         times["agreement"] = time.perf_counter() - t0
-        if missing:
-            mine.evidence["missing"] = missing
+        if missing or unreachable:
+            mine.evidence["missing"] = sorted(set(missing) | set(unreachable))
+        if unreachable:
+            mine.evidence["unreachable"] = dict(unreachable)
         mine.evidence["agents_agreeing"] = len(honest)
         return mine, stored
 
