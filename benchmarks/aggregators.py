@@ -1036,7 +1036,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_markdown(report))
+    # benchmarks/dht_rounds.py keeps its own block in the same file; carry it over unchanged.
+    kept = ""
+    if args.out.exists():
+        old = args.out.read_text()
+        start, end = "<!-- dht:start -->", "<!-- dht:end -->"
+        if start in old and end in old:
+            kept = "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
+    args.out.write_text(render_markdown(report) + kept)
     log(f"wrote {args.out} and {args.json}")
     for t in report["targets"]:
         status = "n/a" if t["holds"] is None else ("holds" if t["holds"] else "MISSES")

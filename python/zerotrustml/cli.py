@@ -193,6 +193,19 @@ def _default_data_dir(config: RunConfig) -> Path:
     help="holochain: conductor processes to spread the agents over [default: one per 5 agents].",
 )
 @click.option(
+    "--swap-at-round",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Start on the embedded store and move, live, to --swap-to at this round (writers keep submitting).",
+)
+@click.option(
+    "--swap-to",
+    type=click.Choice(["holochain", "mock"]),
+    default="holochain",
+    show_default=True,
+    help="Where --swap-at-round moves the run.",
+)
+@click.option(
     "--round-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=120.0,
@@ -227,6 +240,8 @@ def run(
     batch_size: int,
     conductors: int | None,
     round_timeout: float,
+    swap_at_round: int | None,
+    swap_to: str,
     **options: Any,
 ) -> None:
     """Simulate federated training with Byzantine nodes and a robust aggregator.
@@ -245,8 +260,17 @@ def run(
         backend_options = {"round_timeout": round_timeout, "log": lambda msg: console.log(msg)}
         if config.backend == "holochain":
             backend_options["conductors"] = conductors
-    elif conductors is not None:
-        raise click.UsageError("--conductors: only for --backend holochain")
+    elif conductors is not None and swap_at_round is None:
+        raise click.UsageError("--conductors: only for --backend holochain or --swap-to holochain")
+    swap_options: dict[str, Any] = {}
+    if swap_at_round is not None:
+        if config.backend != "embedded":
+            raise click.UsageError("--swap-at-round: a run swaps from --backend embedded")
+        if swap_at_round >= config.rounds:
+            raise click.UsageError(f"--swap-at-round: must be below --rounds ({config.rounds})")
+        swap_options = {"round_timeout": round_timeout, "log": lambda msg: console.log(msg)}
+        if swap_to == "holochain":
+            swap_options["conductors"] = conductors
     data_dir = data_dir or _default_data_dir(config)
     out = out or data_dir / "run.json"
     metrics_path = out.with_suffix(".jsonl") if out.suffix == ".json" else out.with_name(out.name + ".jsonl")
@@ -275,7 +299,14 @@ def run(
 
         try:
             sim = simulation.Simulation(
-                config, data_dir, metrics_path=metrics_path, on_round=on_round, backend_options=backend_options
+                config,
+                data_dir,
+                metrics_path=metrics_path,
+                on_round=on_round,
+                backend_options=backend_options,
+                swap_at_round=swap_at_round,
+                swap_to=swap_to,
+                swap_options=swap_options,
             )
             summary = sim.run()
         except (ValidationError, StoreError, OSError) as e:
@@ -308,6 +339,16 @@ def run(
         value = summary.get(key)
         table.add_row(key, "n/a" if value is None else fmt.format(value))
     console.print(table)
+    swap = summary.get("swap")
+    if swap is not None:
+        if swap.get("ok"):
+            console.print(
+                f"hot swap to {swap['to']} at round {swap['at_round']}: {swap['submissions_verified']} submissions "
+                f"verified through other agents, {swap['dual_writes']} written during the swap, "
+                f"{swap['records_per_s']:.1f} records/s, longest writer pause {swap['longest_writer_pause_ms']:.0f} ms"
+            )
+        else:
+            console.print(f"[bold red]hot swap rolled back[/] (the run stayed on the embedded store): {swap['error']}")
     console.print(f"summary: {out}\nper round: {metrics_path}")
 
 

@@ -322,6 +322,8 @@ class HolochainBackend(Backend):
         Number of conductor processes (``mode="conductors"``); default: one per 5 agents, at least 1.
     round_timeout
         Seconds an agent waits for a round's submissions or votes to reach it.
+    local
+        The local store to use (default: a new one in ``data_dir``); a hot swap passes the running one.
     """
 
     def __init__(
@@ -335,6 +337,7 @@ class HolochainBackend(Backend):
         properties: Mapping[str, Any] | None = None,
         network_options: Mapping[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
+        local: EmbeddedStore | None = None,
     ) -> None:
         if mode not in ("conductors", "mock"):
             raise ParameterError(f"mode: must be 'conductors' or 'mock', got {mode!r}")
@@ -345,7 +348,8 @@ class HolochainBackend(Backend):
         self.name = "holochain" if mode == "conductors" else "mock"
         self.mode = mode
         self.data_dir = Path(data_dir)
-        self.local = EmbeddedStore(self.data_dir)
+        # A hot swap hands over the running store, already open: what stays local does not move.
+        self.local = local if local is not None else EmbeddedStore(self.data_dir)
         self.n_conductors = conductors
         self.round_timeout = float(round_timeout)
         self.poll = float(poll)
@@ -398,11 +402,13 @@ class HolochainBackend(Backend):
         *,
         committee_seed: str = "ztml-committee-v1",
         committee_rate: float = 1.0,
+        history: bool = False,
     ) -> None:
         """Give every node an agent of its own and publish its registration; waits until every agent sees all.
 
         ``committee_seed`` and ``committee_rate`` go into the DNA properties: the committee lottery every
-        validator applies to votes, the same the defence draws its committee with.
+        validator applies to votes, the same the defence draws its committee with. ``history`` allows a
+        local store that already holds rounds (a hot swap, which then copies their submissions to the DHT).
 
         Raises
         ------
@@ -414,7 +420,7 @@ class HolochainBackend(Backend):
             raise StoreError("holochain backend: nodes were already added")
         if not keys:
             raise ParameterError("keys: at least one node is required")
-        if await self.local.last_completed_round() is not None:
+        if not history and await self.local.last_completed_round() is not None:
             raise StoreError(
                 f"store {self.data_dir}: holds a finished round; a holochain run starts a fresh network and "
                 "cannot resume one, so use a new --data-dir"

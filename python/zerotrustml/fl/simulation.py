@@ -37,7 +37,9 @@ import numpy.typing as npt
 
 from zerotrustml import defence
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
+from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
+from zerotrustml.backends.hotswap import HotSwapBackend, SwapError, SwapReport
 from zerotrustml.defence import committee, detection, pipeline, proofs
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.defence.reputation import ReputationLedger
@@ -236,9 +238,23 @@ class Simulation:
         metrics_path: str | Path | None = None,
         on_round: Callable[[dict[str, Any]], None] | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        swap_at_round: int | None = None,
+        swap_to: str = "holochain",
+        swap_options: Mapping[str, Any] | None = None,
     ) -> None:
         config.check()
         self.backend_options = dict(backend_options or {})
+        if swap_at_round is not None:
+            if not 0 <= swap_at_round < config.rounds:
+                raise ParameterError(f"swap_at_round: must be in [0, rounds={config.rounds}), got {swap_at_round}")
+            if swap_to not in ("holochain", "mock"):
+                raise ParameterError(f"swap_to: must be 'holochain' or 'mock', got {swap_to!r}")
+            if config.backend != "embedded":
+                raise ParameterError(f"swap_at_round: a run swaps from the embedded store, not from {config.backend}")
+        self.swap_at_round = swap_at_round
+        self.swap_to = swap_to
+        self.swap_options = dict(swap_options or {})
+        self.swap_report: SwapReport | None = None
         self.config = config
         self.data_dir = Path(data_dir)
         self.metrics_path = Path(metrics_path) if metrics_path is not None else self.data_dir / "run.jsonl"
@@ -303,7 +319,9 @@ class Simulation:
         c = self.config
         s = self._setup()
         t_start = time.perf_counter()
-        backend = open_backend(c.backend, self.data_dir, **self.backend_options)
+        backend: Backend = open_backend(c.backend, self.data_dir, **self.backend_options)
+        if self.swap_at_round is not None:
+            backend = HotSwapBackend(backend)
         await backend.open()
         try:
             start, st = await self._resume_or_start(backend, s)
@@ -314,7 +332,10 @@ class Simulation:
                     fh.write(json.dumps(metrics) + "\n")
                 if self.on_round is not None:
                     self.on_round(metrics)
-            return self._summary(s, time.perf_counter() - t_start)
+            summary = self._summary(s, time.perf_counter() - t_start)
+            if self.swap_report is not None:
+                summary["swap"] = {"at_round": self.swap_at_round, "to": self.swap_to, **self.swap_report.to_json()}
+            return summary
         finally:
             await backend.close()
 
@@ -394,6 +415,7 @@ class Simulation:
         self, backend: Backend, s: _Setup, r: int, st: _State, *, resuming: bool
     ) -> tuple[_State, dict[str, Any]]:
         c = self.config
+        t_round = time.perf_counter()
         times: dict[str, float] = {}
         counts = {nid: len(nd.y_train) for nid, nd in zip(s.node_ids, s.nodes, strict=True)}
         honest_ids = [n for n in s.node_ids if n not in s.byzantine]
@@ -458,15 +480,22 @@ class Simulation:
             except ConductorError as e:  # the node's conductor is gone: the round goes on without it
                 unreachable[nid] = str(e)
 
-        if isinstance(backend, HolochainBackend):
+        swap = self._start_swap(backend, s, r)
+        dht = _dht(backend)
+        if dht is not None:
             # Every node submits through its own agent, all at once, as separate machines would.
             await asyncio.gather(*(submit(nid) for nid in s.node_ids))
-            times["submit"] = time.perf_counter() - t0
-            decision, stored = await self._decide_on_dht(backend, s, r, st, rejected, times, unreachable)
-            times["validate"] = times["submit"] + times["visible"]
         else:
+            # Writers keep submitting while a swap (if one starts this round) copies and verifies.
             for nid in s.node_ids:
                 await submit(nid)
+        await self._finish_swap(swap)
+        dht = _dht(backend)
+        if dht is not None:
+            times["submit"] = time.perf_counter() - t0
+            decision, stored = await self._decide_on_dht(dht, s, r, st, rejected, times, unreachable)
+            times["validate"] = times["submit"] + times["visible"]
+        else:
             stored = await backend.get_round(r)
             times["validate"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -503,12 +532,44 @@ class Simulation:
         await backend.put_round_record(record)
         if c.aggregator == "pipeline" and ledger_state is not None:
             await backend.put_reputations(r, ledger_state["scores"])
-        if isinstance(backend, HolochainBackend):
+        if dht is not None:
             # Every honest agent publishes its own result: a claim naming the submissions it covers.
-            honest_agents = [n for n in s.node_ids if n not in s.byzantine]
-            await asyncio.gather(*(backend.publish_result(n, record, stored) for n in honest_agents))
+            honest_agents = [n for n in s.node_ids if n not in s.byzantine and n not in unreachable]
+            await asyncio.gather(*(dht.publish_result(n, record, stored) for n in honest_agents))
         metrics["store_ms"] = (time.perf_counter() - t0) * 1e3
+        # Wall time of the whole round, training and the honest-only reference model included.
+        metrics["round_ms"] = (time.perf_counter() - t_round) * 1e3
         return new, metrics
+
+    def _start_swap(self, backend: Backend, s: _Setup, r: int) -> asyncio.Task[SwapReport] | None:
+        """At the swap round, start moving to the target while this round's writers submit."""
+        if r != self.swap_at_round or not isinstance(backend, HotSwapBackend):
+            return None
+        c = self.config
+        local = backend.active if isinstance(backend.active, EmbeddedStore) else None
+        target = HolochainBackend(
+            self.data_dir,
+            mode="conductors" if self.swap_to == "holochain" else "mock",
+            local=local,
+            **self.swap_options,
+        )
+        return asyncio.create_task(
+            backend.switch_to(
+                target,
+                s.keys,
+                committee_seed=pipeline.committee_seed(c.seed),
+                committee_rate=pipeline.lottery_rate(s.defence_config, c.nodes),
+            )
+        )
+
+    async def _finish_swap(self, task: asyncio.Task[SwapReport] | None) -> None:
+        """Wait for the swap before the round is decided; a failed swap leaves the run where it was."""
+        if task is None:
+            return
+        try:
+            self.swap_report = await task
+        except SwapError as e:
+            self.swap_report = SwapReport(ok=False, error=str(e))
 
     def _vote_source(self, s: _Setup, r: int, st: _State) -> pipeline.VoteSource:
         return lambda members, subs: self._votes(s, r, st.theta, members, subs)
@@ -807,6 +868,13 @@ class Simulation:
             p = _percentiles([row.get(f"{stage}_ms") for row in rows])
             summary[f"{stage}_ms_p50"], summary[f"{stage}_ms_p95"] = p["p50"], p["p95"]
         return summary
+
+
+def _dht(backend: Backend) -> HolochainBackend | None:
+    """The Holochain backend a run talks to, directly or behind a hot swap; ``None`` for any other store."""
+    if isinstance(backend, HotSwapBackend):
+        backend = backend.active
+    return backend if isinstance(backend, HolochainBackend) else None
 
 
 def run(config: RunConfig, data_dir: str | Path, **kw: Any) -> dict[str, Any]:
