@@ -840,8 +840,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     w(
         "- Krum / Multi-Krum compute floor = n² d / GEMM FLOP/s; median / trimmed mean / mean read floor = "
-        "n d × 4 bytes / read bandwidth (DESIGN.md). For small n the Krum compute floor is below the "
-        "read floor (reading the updates once); both are in the JSON."
+        "n d × 4 bytes / read bandwidth (the project's performance targets). For small n the Krum compute "
+        "floor is below the read floor (reading the updates once); both are in the JSON."
     )
     w(
         "- Our kernels use every core (rayon); `np.median`, `np.sort` and Flower's loops run on one thread, "
@@ -872,7 +872,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         w("")
     w("## Targets")
     w("")
-    w('From DESIGN.md ("Performance targets"), judged on the numbers above. The published figures are the')
+    w("The project's performance targets, judged on the numbers above. The published figures are the")
     w("seed system's, measured on its machine, not in this run.")
     w("")
     w("| target | measured | holds |")

@@ -227,3 +227,22 @@ def test_dna_properties_follow_the_model(tmp_path: Path) -> None:
             assert len(out["submission"]["chunk_hashes"]) == 3
 
     asyncio.run(go())
+
+
+def test_live_swap_to_real_conductors_is_bit_identical(tmp_path: Path) -> None:
+    import json as _json
+
+    from dht_cases import SMALL_RUN
+
+    from zerotrustml.fl.simulation import RunConfig, Simulation
+
+    plain = run_on("embedded", tmp_path / "e")
+    config = RunConfig(**{**SMALL_RUN, "backend": "embedded"})
+    summary = Simulation(
+        config, tmp_path / "s", swap_at_round=1, swap_to="holochain", swap_options={"conductors": 2}
+    ).run()
+    assert summary["swap"]["ok"], summary["swap"]["error"]
+    assert summary["swap"]["submissions_verified"] == 2 * SMALL_RUN["nodes"]
+    rows = [_json.loads(x) for x in (tmp_path / "s" / "run.jsonl").read_text().splitlines()]
+    assert "agreement_ms" in rows[2]
+    assert_same_run(tmp_path / "e", plain, tmp_path / "s", rows)
