@@ -52,7 +52,7 @@ import numpy as np
 from zerotrustml.backends.base import Backend, RoundRecord, StoreError
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.exceptions import ParameterError
-from zerotrustml.holochain.errors import ConductorError, ConductorTimeout, ConductorUnavailable
+from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable
 from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
 from zerotrustml.validation import ModelSpec, Submission
 
@@ -360,6 +360,7 @@ class HolochainBackend(Backend):
         self._nodes: dict[str, _Node] = {}
         self._registry: dict[bytes, _Registered] = {}
         self._actions: dict[tuple[int, str], bytes] = {}
+        self._published: dict[str, float] = {}
         self.network: Any = None  # LocalNetwork or MockConductor
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -622,16 +623,18 @@ class HolochainBackend(Backend):
         return await self.local.get_reputations()
 
     async def put_reputations(self, round: int, scores: Mapping[str, float], publisher: str | None = None) -> None:
-        """Record the scores locally and publish them as ``publisher``'s ReputationRecords (its opinion)."""
+        """Record the scores locally and publish the changed ones as ``publisher``'s ReputationRecords (its opinion)."""
         await self.local.put_reputations(round, scores)
         if not self._nodes:
             return
         cell = self._node(publisher if publisher is not None else min(self._nodes)).cell
+        # A record per change: a score that did not move since this publisher's last record says nothing new.
         for nid, score in sorted(scores.items()):
-            if nid in self._nodes:
+            if nid in self._nodes and self._published.get(nid) != float(score):
                 await cell.call(
                     "publish_reputation", {"agent": self.agent_of(nid), "round": int(round), "score": float(score)}
                 )
+                self._published[nid] = float(score)
 
     async def put_meta(self, key: str, value: Mapping[str, Any]) -> None:
         await self.local.put_meta(key, value)
@@ -644,8 +647,3 @@ class HolochainBackend(Backend):
 
     async def import_(self, dump: Mapping[str, Any]) -> int:
         return await self.local.import_(dump)
-
-
-async def _close_quietly(obj: Any) -> None:
-    with contextlib.suppress(ConductorError, OSError):
-        await obj.close()

@@ -43,7 +43,7 @@ from types import FrameType, TracebackType
 from typing import Any, Self
 
 from zerotrustml.holochain.client import AdminClient, AppClient, Cell, SigningCredentials
-from zerotrustml.holochain.errors import ConductorError, ConductorUnavailable
+from zerotrustml.holochain.errors import ConductorError
 from zerotrustml.validation import ModelSpec
 
 __all__ = [
@@ -570,14 +570,3 @@ class LocalNetwork:
         self._restore_signal_handlers()
         if self._own_dir and not self.keep:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-
-
-async def probe(url_port: int) -> None:
-    """Raise :class:`ConductorUnavailable` naming the URL unless an admin interface answers on the port."""
-    admin = await AdminClient.connect(url_port, timeout=5.0)
-    try:
-        await admin.request("list_apps", {"status_filter": None}, timeout=10.0)
-    except ConductorError as e:
-        raise ConductorUnavailable(str(e)) from None
-    finally:
-        await admin.close()
