@@ -272,6 +272,18 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     return out
 
 
+async def contract_on_mock(data_dir: Path) -> list[tuple[str, tuple[Any, ...]]]:
+    """:func:`contract_cases` on two agents of a mock conductor over an embedded store in ``data_dir``."""
+    from zerotrustml.backends.mock_conductor import MockConductor
+
+    mock = MockConductor(data_dir, PROPERTIES)
+    await mock.start()
+    try:
+        return await contract_cases(mock.new_cell(), mock.new_cell())
+    finally:
+        await mock.stop()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # whole runs
 

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from dht_cases import PROPERTIES, assert_same_run, contract_cases, run_on, submission, values
+from dht_cases import PROPERTIES, assert_same_run, contract_cases, contract_on_mock, run_on, submission, values
 
-from zerotrustml.backends.mock_conductor import MockConductor
 from zerotrustml.exceptions import SubmissionRejected
 from zerotrustml.holochain.client import AdminClient, Signal
 from zerotrustml.holochain.errors import CallRefused, ConductorUnavailable
@@ -50,15 +49,7 @@ def test_contract_mock_and_conductors_give_the_same_answers(tmp_path: Path) -> N
         async with LocalNetwork(2, 2, properties=PROPERTIES) as net:
             return await contract_cases(net.agents[0].cell, net.agents[1].cell)
 
-    async def on_mock() -> list[Any]:
-        mock = MockConductor(tmp_path / "dht", PROPERTIES)
-        await mock.start()
-        try:
-            return await contract_cases(mock.new_cell(), mock.new_cell())
-        finally:
-            await mock.stop()
-
-    real, mock = asyncio.run(on_conductors()), asyncio.run(on_mock())
+    real, mock = asyncio.run(on_conductors()), asyncio.run(contract_on_mock(tmp_path / "dht"))
     assert [name for name, _ in real] == [name for name, _ in mock]
     for (name, got), (_, want) in zip(real, mock, strict=True):
         assert got == want, f"{name}: conductor {got!r} != mock {want!r}"

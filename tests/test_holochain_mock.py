@@ -12,7 +12,7 @@ from typing import Any
 import nacl.signing
 import numpy as np
 import pytest
-from dht_cases import PROPERTIES, assert_same_run, contract_cases, run_on
+from dht_cases import PROPERTIES, assert_same_run, contract_on_mock, run_on
 
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
@@ -34,15 +34,7 @@ def test_mock_run_is_bit_identical_to_embedded(tmp_path: Path, aggregator: str) 
 
 
 def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
-    async def go() -> list[Any]:
-        mock = MockConductor(tmp_path / "dht", PROPERTIES)
-        await mock.start()
-        try:
-            return await contract_cases(mock.new_cell(), mock.new_cell())
-        finally:
-            await mock.stop()
-
-    answers = dict(asyncio.run(go()))
+    answers = dict(asyncio.run(contract_on_mock(tmp_path / "dht")))
     # Spot checks that the suite means what it says (the full list is compared with real conductors).
     assert answers["submit dims"][:3] == ("rejected", "dims", "dims_mismatch")
     assert answers["submit nan"][:3] == ("rejected", "values", "non_finite")
