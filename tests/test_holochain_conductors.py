@@ -203,6 +203,9 @@ def test_no_orphan_processes(how: int) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_dna_properties_follow_the_model(tmp_path: Path) -> None:

@@ -77,6 +77,27 @@ def test_zome_rejection_becomes_the_embedded_stores_error() -> None:
     assert str(err) == 'model_id: expected "m", got "other"'
 
 
+def test_validation_failures_as_the_conductor_reports_them() -> None:
+    # Read off a Holochain 0.6.3 conductor: the zome's message ends the text, unwrapped.
+    text = (
+        "Source chain error: InvalidCommit error: Validation failed while committing: "
+        "CommitteeVote.registration: node key 0a0b is not on the committee of round 4 (hash lottery, committee_rate 0.5)"
+    )
+    assert zome_reason(text) == (
+        "CommitteeVote.registration: node key 0a0b is not on the committee of round 4 (hash lottery, committee_rate 0.5)"
+    )
+    text = text.replace(
+        text[text.index("CommitteeVote") :],
+        "GradientSubmission.dims: the model has 24 parameters, got 4 [dims_mismatch]",
+    )
+    err = rejection_from(zome_reason(text))
+    assert err is not None and (err.field, err.code, str(err)) == (
+        "dims",
+        "dims_mismatch",
+        "dims: the model has 24 parameters, got 4",
+    )
+
+
 def test_other_entry_errors_are_not_submission_rejections() -> None:
     assert rejection_from("NodeRegistration.signature: does not verify under node_key") is None
     assert rejection_from("something else entirely") is None

@@ -52,7 +52,7 @@ import numpy as np
 from zerotrustml.backends.base import Backend, RoundRecord, StoreError
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.exceptions import ParameterError
-from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable
+from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable, ZomeCallError
 from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
 from zerotrustml.validation import ModelSpec, Submission
 
@@ -464,6 +464,23 @@ class HolochainBackend(Backend):
     async def _register(self, node: _Node) -> None:
         await node.cell.call("register_node", sign_registration(node.signing_key, node.cell.agent, node.node_id))
 
+    async def _write(self, cell: ZomeCaller, fn_name: str, payload: Any) -> Any:
+        """A write whose validation may need data that has not reached this agent yet.
+
+        A vote needs the voted submission, a result its contributors: until gossip brings them, the conductor
+        answers "may be retried" (a missing dependency) and commits nothing, so retrying is safe.
+        """
+        deadline = time.monotonic() + self.round_timeout
+        delay = self.poll
+        while True:
+            try:
+                return await cell.call(fn_name, payload)
+            except ZomeCallError as e:
+                if "may be retried" not in e.reason or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
     def _node(self, node_id: str) -> _Node:
         try:
             return self._nodes[node_id]
@@ -550,7 +567,8 @@ class HolochainBackend(Backend):
                 ah = self._actions.get((round, v.node_id))
                 if ah is None:
                     continue
-                await cell.call(
+                await self._write(
+                    cell,
                     "cast_vote",
                     {
                         "round": int(round),
@@ -585,7 +603,7 @@ class HolochainBackend(Backend):
             "values",
             np.asarray(record.aggregate, dtype=np.float32),
         )
-        action: bytes = await cell.call("publish_computed_aggregate", payload)
+        action: bytes = await self._write(cell, "publish_computed_aggregate", payload)
         return action
 
     async def get_results(self, round: int, node_id: str | None = None) -> list[dict[str, Any]]:

@@ -62,7 +62,13 @@ DEFAULT_TIMEOUT = 60.0
 CALL_EXPIRY_S = 300
 
 # Conductor error kinds that mean "refused before running the zome".
-_REFUSED_KINDS = {"unauthorized", "zome_call_unauthorized", "cell_missing", "invalid_signature"}
+_REFUSED_KINDS = {
+    "unauthorized",
+    "zome_call_unauthorized",
+    "zome_call_authentication_failed",
+    "cell_missing",
+    "invalid_signature",
+}
 
 
 @dataclass(frozen=True)

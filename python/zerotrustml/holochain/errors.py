@@ -75,7 +75,7 @@ _ENTRY_TYPES = (
     "ReputationRecord",
     "NodeRegistration",
 )
-_RULE = re.compile(r"(?P<entry>" + "|".join(_ENTRY_TYPES) + r")\.(?P<field>[a-z_][a-z_0-9.]*): ")
+_RULE = re.compile(r"(?P<entry>" + "|".join(_ENTRY_TYPES) + r")\.(?P<field>[a-z_][a-z_0-9.\[\]]*): ")
 _CODE = re.compile(r" \[(?P<code>[a-z_]+)\]")
 # The conductor wraps guest errors in layers of Debug formatting; these are the parts to peel.
 _GUEST = re.compile(r'Guest\("(?P<msg>(?:[^"\\]|\\.)*)"\)', re.DOTALL)
@@ -97,20 +97,20 @@ def _rule_text(text: str) -> tuple[re.Match[str], str, str | None] | None:
     c = _CODE.search(rest)
     if c is not None:
         return m, rest[: c.start()], c.group("code")
-    # No code: the reason runs to the end of the message (whatever wrapping closes after it is not part of it).
-    return m, re.sub(r'["\)\s]+$', "", rest.splitlines()[0] if rest else rest), None
+    # No code: the reason runs to the end of the message's line.
+    return m, (rest.splitlines()[0] if rest else rest).rstrip(), None
 
 
 def zome_reason(error_text: str) -> str:
     """The zome's own message inside the conductor's error text (the whole text when no wrapper is recognised)."""
-    text = _unescape(error_text)
+    # A guest error comes wrapped in Debug formatting (`Guest("...")`); a validation failure comes as
+    # "... Validation failed while committing: <message>" at the end of the text.
+    g = _GUEST.search(error_text)
+    text = _unescape(g.group("msg")) if g else error_text
     found = _rule_text(text)
     if found is not None:
         m, reason, code = found
         return f"{m.group(0)}{reason}" + (f" [{code}]" if code else "")
-    g = _GUEST.search(error_text)
-    if g:
-        return _unescape(g.group("msg"))
     return text
 
 

@@ -183,7 +183,8 @@ class _Proc:
         if stdin_bytes is not None and self.p.stdin is not None:
             self.p.stdin.write(stdin_bytes)
             self.p.stdin.close()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pumper = threading.Thread(target=self._pump, daemon=True)
+        self._pumper.start()
 
     @property
     def pid(self) -> int:
@@ -233,6 +234,11 @@ class _Proc:
                     self.p.wait(5)
         # The group may hold children of the conductor (lair, go-pion helpers).
         self.kill(signal.SIGKILL)
+        self._pumper.join(5)  # ends at EOF, once every holder of the pipe is gone
+        for f in (self.p.stdout, self.p.stdin):
+            if f is not None:
+                with contextlib.suppress(Exception):
+                    f.close()
         with contextlib.suppress(Exception):
             self._log.close()
 
