@@ -322,6 +322,8 @@ class HolochainBackend(Backend):
         Number of conductor processes (``mode="conductors"``); default: one per 5 agents, at least 1.
     round_timeout
         Seconds an agent waits for a round's submissions or votes to reach it.
+    setup_timeout
+        Seconds every agent may take to see every node's registration.
     local
         The local store to use (default: a new one in ``data_dir``); a hot swap passes the running one.
     """
@@ -333,6 +335,7 @@ class HolochainBackend(Backend):
         mode: str = "conductors",
         conductors: int | None = None,
         round_timeout: float = 120.0,
+        setup_timeout: float = 180.0,
         poll: float = 0.2,
         properties: Mapping[str, Any] | None = None,
         network_options: Mapping[str, Any] | None = None,
@@ -352,6 +355,7 @@ class HolochainBackend(Backend):
         self.local = local if local is not None else EmbeddedStore(self.data_dir)
         self.n_conductors = conductors
         self.round_timeout = float(round_timeout)
+        self.setup_timeout = float(setup_timeout)
         self.poll = float(poll)
         self._properties = dict(properties) if properties is not None else None
         self._network_options = dict(network_options or {})
@@ -432,14 +436,14 @@ class HolochainBackend(Backend):
         self._nodes = {nid: _Node(nid, cell, keys[nid]) for nid, cell in zip(ids, cells, strict=True)}
         await asyncio.gather(*(self._register(node) for node in self._nodes.values()))
         # Every agent must know every node before the first round counts on it.
-        deadline = time.monotonic() + self.round_timeout
+        deadline = time.monotonic() + self.setup_timeout
         for nid in ids:
             view = self.view(nid)
             while len(reg := await view.registry()) < len(ids):
                 if time.monotonic() > deadline:
                     raise ConductorTimeout(
                         f"holochain backend: {nid}'s agent sees {len(reg)} of {len(ids)} registrations "
-                        f"after {self.round_timeout:g} s"
+                        f"after {self.setup_timeout:g} s"
                     )
                 await asyncio.sleep(self.poll)
             self._registry = reg
