@@ -185,11 +185,13 @@ async def hot_swap(nodes: int, rounds: int, dims: int, conductors: int, work: Pa
                     pauses.append(time.perf_counter() - t0)
                     written += 1
                 r += 1
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)  # a round a second: a steady federation, not a flood
 
         task = asyncio.create_task(writer())
-        report = await swap.switch_to(target, keys)
-        await task
+        try:
+            report = await swap.switch_to(target, keys)
+        finally:
+            await task
     out = report.to_json()
     out.update(
         {

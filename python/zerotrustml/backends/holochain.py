@@ -365,6 +365,7 @@ class HolochainBackend(Backend):
         self._registry: dict[bytes, _Registered] = {}
         self._actions: dict[tuple[int, str], bytes] = {}
         self._published: dict[str, float] = {}
+        self._chain_locks: dict[bytes, asyncio.Lock] = {}
         self.network: Any = None  # LocalNetwork or MockConductor
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -466,21 +467,28 @@ class HolochainBackend(Backend):
         return [a.cell for a in net.agents]
 
     async def _register(self, node: _Node) -> None:
-        await node.cell.call("register_node", sign_registration(node.signing_key, node.cell.agent, node.node_id))
+        await self._write(
+            node.cell, "register_node", sign_registration(node.signing_key, node.cell.agent, node.node_id)
+        )
 
     async def _write(self, cell: ZomeCaller, fn_name: str, payload: Any) -> Any:
-        """A write whose validation may need data that has not reached this agent yet.
+        """A write to ``cell``'s source chain: one at a time per chain, retried while it cannot be completed yet.
 
-        A vote needs the voted submission, a result its contributors: until gossip brings them, the conductor
-        answers "may be retried" (a missing dependency) and commits nothing, so retrying is safe.
+        A source chain takes one commit at a time: two concurrent writes by one agent make the second fail
+        ("the source chain head has moved"), so writes to a chain wait for each other here. A vote needs the
+        voted submission and a result its contributors; until gossip brings them the conductor answers
+        "may be retried" (a missing dependency). Either way nothing was committed, so retrying is safe.
         """
+        lock = self._chain_locks.setdefault(bytes(cell.agent), asyncio.Lock())
         deadline = time.monotonic() + self.round_timeout
         delay = self.poll
         while True:
             try:
-                return await cell.call(fn_name, payload)
+                async with lock:
+                    return await cell.call(fn_name, payload)
             except ZomeCallError as e:
-                if "may be retried" not in e.reason or time.monotonic() > deadline:
+                retry = "may be retried" in e.reason or "head has moved" in e.reason
+                if not retry or time.monotonic() > deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(2 * delay, 2.0)
@@ -533,7 +541,7 @@ class HolochainBackend(Backend):
         }
         payload = pack_map_with_f32(fields, "values", np.asarray(sub.values, dtype=np.float32))
         try:
-            action = await node.cell.call("submit_gradient", payload)
+            action = await self._write(node.cell, "submit_gradient", payload)
         except ConductorUnavailable:
             action = await self._resubmit(node, sub, payload)
         self._actions[(int(sub.round), sub.node_id)] = bytes(action)
@@ -546,7 +554,7 @@ class HolochainBackend(Backend):
             if int(out["submission"]["round"]) == int(sub.round):
                 if bytes(out["submission"]["payload_hash"]) == bytes(sub.payload_hash):
                     return bytes(out["action_hash"])
-        action: bytes = await node.cell.call("submit_gradient", payload)
+        action: bytes = await self._write(node.cell, "submit_gradient", payload)
         return action
 
     async def get_submission(self, round: int, node_id: str) -> Submission | None:
@@ -653,8 +661,10 @@ class HolochainBackend(Backend):
         # A record per change: a score that did not move since this publisher's last record says nothing new.
         for nid, score in sorted(scores.items()):
             if nid in self._nodes and self._published.get(nid) != float(score):
-                await cell.call(
-                    "publish_reputation", {"agent": self.agent_of(nid), "round": int(round), "score": float(score)}
+                await self._write(
+                    cell,
+                    "publish_reputation",
+                    {"agent": self.agent_of(nid), "round": int(round), "score": float(score)},
                 )
                 self._published[nid] = float(score)
 
