@@ -122,3 +122,15 @@ def test_plot_errors_are_clean(tmp_path: Path) -> None:
     bad.write_text("{not json\n")
     code, output = invoke("plot", str(bad))
     assert code == 1 and "not a JSON line" in output
+
+
+def test_conductor_not_running_is_one_line_naming_the_url() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(main, ["conductor", "--admin-port", str(port), "--timeout", "3"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"conductor at ws://127.0.0.1:{port}: cannot connect" in lines[0]

@@ -240,3 +240,20 @@ def test_live_swap_to_real_conductors_is_bit_identical(tmp_path: Path) -> None:
     rows = [_json.loads(x) for x in (tmp_path / "s" / "run.jsonl").read_text().splitlines()]
     assert "agreement_ms" in rows[2]
     assert_same_run(tmp_path / "e", plain, tmp_path / "s", rows)
+
+
+def test_cli_conductor_status_lists_the_apps() -> None:
+    from click.testing import CliRunner
+
+    from zerotrustml.cli import main
+
+    async def go() -> str:
+        async with LocalNetwork(2, 1, properties=PROPERTIES) as net:
+            port = net.conductors[0].admin_port
+            # click runs the command's own event loop: run it in a thread beside this one.
+            result = await asyncio.to_thread(CliRunner().invoke, main, ["conductor", "--admin-port", str(port)])
+            assert result.exit_code == 0, result.output
+            return result.output
+
+    out = asyncio.run(go())
+    assert "2 app(s)" in out and "zerotrustml-0" in out and "zerotrustml-1" in out

@@ -382,6 +382,34 @@ def plot(run_path: Path, out: Path | None) -> None:
     click.echo(str(out))
 
 
+@main.command("conductor")
+@click.option("--admin-port", type=click.IntRange(1, 65535), required=True, help="The conductor's admin port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+def conductor(admin_port: int, host: str, timeout: float) -> None:
+    """Check a running Holochain conductor: its installed apps and app interfaces, or why it cannot be reached."""
+    import asyncio
+
+    from zerotrustml.holochain import AdminClient, ConductorError
+
+    async def status() -> tuple[list[dict[str, Any]], list[int]]:
+        admin = await AdminClient.connect(admin_port, host=host, timeout=timeout)
+        try:
+            return await admin.list_apps(), await admin.list_app_interfaces()
+        finally:
+            await admin.close()
+
+    try:
+        apps, ports = asyncio.run(status())
+    except ConductorError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"conductor at ws://{host}:{admin_port}: {len(apps)} app(s), app interfaces on {ports or 'none'}")
+    for app in apps:
+        status_ = app.get("status", {})
+        state = status_.get("type", status_) if isinstance(status_, dict) else status_
+        click.echo(f"  {app.get('installed_app_id')}: {state}")
+
+
 @main.command("matrix")
 @click.option(
     "--out",
