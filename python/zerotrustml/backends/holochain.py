@@ -176,7 +176,7 @@ class HolochainView:
 
     async def registry(self, refresh: bool = False) -> dict[bytes, _Registered]:
         """Agent key -> registration, as this agent sees them; a node id claimed twice goes to the first by hash."""
-        outputs = await self.cell.call("get_node_registrations", None)
+        outputs = await self.cell.call("get_node_registrations", None, self.backend.call_timeout)
         by_agent: dict[bytes, _Registered] = {}
         claimed: set[str] = set()
         for out in outputs:  # ordered by action hash
@@ -194,7 +194,7 @@ class HolochainView:
         return subs
 
     async def _read_round(self, round: int) -> tuple[list[Submission], dict[str, bytes]]:
-        outputs = await self.cell.call("get_round_submissions", int(round))
+        outputs = await self.cell.call("get_round_submissions", int(round), self.backend.call_timeout)
         reg = self.backend._registry
         if any(bytes(o["author"]) not in reg for o in outputs):
             self.backend._registry = reg = await self.registry()
@@ -259,7 +259,7 @@ class HolochainView:
             ah = self.backend._actions.get((round, sub.node_id))
             if ah is None:
                 continue
-            for v in await self.cell.call("get_submission_votes", ah):
+            for v in await self.cell.call("get_submission_votes", ah, self.backend.call_timeout):
                 author = bytes(v["author"])
                 r = reg.get(author)
                 if r is None:
@@ -324,6 +324,8 @@ class HolochainBackend(Backend):
         Seconds an agent waits for a round's submissions or votes to reach it.
     setup_timeout
         Seconds every agent may take to see every node's registration.
+    call_timeout
+        Seconds one zome call may take (a busy conductor answers reads of a large round slowly).
     local
         The local store to use (default: a new one in ``data_dir``); a hot swap passes the running one.
     """
@@ -336,6 +338,7 @@ class HolochainBackend(Backend):
         conductors: int | None = None,
         round_timeout: float = 120.0,
         setup_timeout: float = 180.0,
+        call_timeout: float = 120.0,
         poll: float = 0.2,
         properties: Mapping[str, Any] | None = None,
         network_options: Mapping[str, Any] | None = None,
@@ -356,6 +359,7 @@ class HolochainBackend(Backend):
         self.n_conductors = conductors
         self.round_timeout = float(round_timeout)
         self.setup_timeout = float(setup_timeout)
+        self.call_timeout = float(call_timeout)
         self.poll = float(poll)
         self._properties = dict(properties) if properties is not None else None
         self._network_options = dict(network_options or {})
@@ -485,7 +489,7 @@ class HolochainBackend(Backend):
         while True:
             try:
                 async with lock:
-                    return await cell.call(fn_name, payload)
+                    return await cell.call(fn_name, payload, self.call_timeout)
             except ZomeCallError as e:
                 retry = "may be retried" in e.reason or "head has moved" in e.reason
                 if not retry or time.monotonic() > deadline:
@@ -549,7 +553,7 @@ class HolochainBackend(Backend):
 
     async def _resubmit(self, node: _Node, sub: Submission, payload: Any) -> bytes:
         # The first call may or may not have committed; the agent's own chain says which.
-        held = await node.cell.call("get_agent_submissions", node.cell.agent)
+        held = await node.cell.call("get_agent_submissions", node.cell.agent, self.call_timeout)
         for out in held:
             if int(out["submission"]["round"]) == int(sub.round):
                 if bytes(out["submission"]["payload_hash"]) == bytes(sub.payload_hash):
@@ -623,7 +627,7 @@ class HolochainBackend(Backend):
         view = self.view(node_id)
         reg = await view.registry()
         out = []
-        for a in await view.cell.call("get_round_aggregates", int(round)):
+        for a in await view.cell.call("get_round_aggregates", int(round), self.call_timeout):
             r = reg.get(bytes(a["author"]))
             out.append(
                 {
