@@ -197,3 +197,71 @@ def test_a_node_whose_conductor_is_gone_is_reported_missing(tmp_path: Path, monk
     for e in ev[1:]:
         assert e["missing"] == ["node-1"] and "not back within" in e["unreachable"]["node-1"]
         assert "node-1" not in e.get("reasons", {})  # missing is not flagged
+
+
+def test_an_outsider_cannot_take_a_members_id_nor_join_a_round(tmp_path: Path) -> None:
+    from zerotrustml.backends.holochain import sign_registration
+
+    async def go() -> None:
+        backend, keys = await _backend(tmp_path)
+        try:
+            outsider = backend.network.new_cell()
+            squat = nacl.signing.SigningKey(b"\x66" * 32)
+            await outsider.call("register_node", sign_registration(squat, outsider.agent, "n1"))
+            reg = await backend.view("n0").registry()
+            assert reg[backend.agent_of("n1")].node_id == "n1"
+            assert outsider.agent not in reg  # the squatter's claim on a member's id counts for nothing
+            v = np.linspace(-1, 1, 6, dtype=np.float32)
+            await backend.submit(Submission.create("n1", 0, "mock-v1", v, 5))
+            big = Submission.create("x", 0, "mock-v1", v * 3, 10_000)
+            await outsider.call(
+                "submit_gradient",
+                {"round": 0, "model_id": "mock-v1", "values": [float(x) for x in big.values], "example_count": 10_000},
+            )
+            held = await backend.view("n2").get_round(0)
+            by_id = {s.node_id: s for s in held}
+            assert by_id["n1"].values.tobytes() == v.tobytes()  # n1's own update, under n1
+            assert sum(1 for s in held if s.node_id != "n1") == 1  # the outsider's, under its agent key
+        finally:
+            await backend.close()
+
+    asyncio.run(go())
+
+
+def test_strangers_entries_do_not_enter_the_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_add = HolochainBackend.add_nodes
+    real_submit = HolochainBackend.submit
+
+    async def add_and_stranger(self: HolochainBackend, keys: Any, **kw: Any) -> None:
+        await real_add(self, keys, **kw)
+        self._stranger = self.network.new_cell()  # type: ignore[attr-defined]
+
+    async def submit_with_stranger(self: HolochainBackend, sub: Submission) -> bytes:
+        out = await real_submit(self, sub)
+        if sub.node_id == "node-0":  # a stranger floods every round with a huge claimed example count
+            v = (np.asarray(sub.values) * 50).astype(np.float32)
+            await self._stranger.call(  # type: ignore[attr-defined]
+                "submit_gradient",
+                {"round": sub.round, "model_id": sub.model_id, "values": [float(x) for x in v], "example_count": 10**6},
+            )
+        return out
+
+    monkeypatch.setattr(HolochainBackend, "add_nodes", add_and_stranger)
+    monkeypatch.setattr(HolochainBackend, "submit", submit_with_stranger)
+    for rule in ("mean", "pipeline"):
+        a = run_on("embedded", tmp_path / f"e-{rule}", aggregator=rule)
+        b = run_on("mock", tmp_path / f"m-{rule}", aggregator=rule)
+        rows_a = [{k: v for k, v in r.items() if k != "verdicts"} for r in a]
+        assert len(rows_a) == len(b)
+
+        async def ignored(path: Path = tmp_path / f"m-{rule}") -> list[Any]:
+            store = EmbeddedStore(path)
+            async with store:
+                return [(await store.get_round_record(r)).evidence.get("ignored") for r in range(3)]  # type: ignore[union-attr]
+
+        assert all(x and len(x) == 1 and x[0].startswith("uhCAk") for x in asyncio.run(ignored()))
+        # Apart from that note, the run is the embedded store's, bit for bit.
+        from dht_cases import _without_timings
+
+        for x, y in zip(a, b, strict=True):
+            assert _without_timings(x) == _without_timings(y)

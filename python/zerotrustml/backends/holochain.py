@@ -174,9 +174,15 @@ class HolochainView:
         self.node_id = node_id
         self.cell = backend._node(node_id).cell
 
-    async def registry(self, refresh: bool = False) -> dict[bytes, _Registered]:
-        """Agent key -> registration, as this agent sees them; a node id claimed twice goes to the first by hash."""
+    async def registry(self) -> dict[bytes, _Registered]:
+        """Agent key -> registration, as this agent sees them.
+
+        The federation knows its members: a node id this backend admitted counts only when its own agent
+        registered it, so another agent cannot take over an honest node's id by registering it first. Any other
+        id goes to the first registration by action hash.
+        """
         outputs = await self.cell.call("get_node_registrations", None, self.backend.call_timeout)
+        members = {nid: bytes(node.cell.agent) for nid, node in self.backend._nodes.items()}
         by_agent: dict[bytes, _Registered] = {}
         claimed: set[str] = set()
         for out in outputs:  # ordered by action hash
@@ -184,6 +190,8 @@ class HolochainView:
             agent, node_id = bytes(out["agent"]), str(reg["node_id"])
             if node_id in claimed or agent in by_agent:
                 continue
+            if node_id in members and members[node_id] != agent:
+                continue  # a squatter on a member's id
             claimed.add(node_id)
             by_agent[agent] = _Registered(node_id, bytes(reg["node_key"]), bytes(out["action_hash"]))
         return by_agent
@@ -198,10 +206,17 @@ class HolochainView:
         reg = self.backend._registry
         if any(bytes(o["author"]) not in reg for o in outputs):
             self.backend._registry = reg = await self.registry()
+        # One submission per author per round is a zome rule, but an author with a forked chain (the same key on
+        # two conductors) can get two past it; such an author's round is dropped, whatever order they came in.
+        per_author: dict[bytes, int] = {}
+        for out in outputs:
+            per_author[bytes(out["author"])] = per_author.get(bytes(out["author"]), 0) + 1
         subs: list[Submission] = []
         actions: dict[str, bytes] = {}
         for out in outputs:
             author = bytes(out["author"])
+            if per_author[author] > 1:
+                continue
             r = reg.get(author)
             # An author without a registration is not a node of the federation: it shows under its agent key,
             # and the defence finds no registered key for it.
@@ -368,7 +383,7 @@ class HolochainBackend(Backend):
         self._nodes: dict[str, _Node] = {}
         self._registry: dict[bytes, _Registered] = {}
         self._actions: dict[tuple[int, str], bytes] = {}
-        self._published: dict[str, float] = {}
+        self._published: dict[tuple[str, str], float] = {}
         self._chain_locks: dict[bytes, asyncio.Lock] = {}
         self.network: Any = None  # LocalNetwork or MockConductor
 
@@ -440,14 +455,19 @@ class HolochainBackend(Backend):
         cells = await self._provision(props, len(ids))
         self._nodes = {nid: _Node(nid, cell, keys[nid]) for nid, cell in zip(ids, cells, strict=True)}
         await asyncio.gather(*(self._register(node) for node in self._nodes.values()))
-        # Every agent must know every node before the first round counts on it.
+        # Every agent must know every node, as itself, before the first round counts on it.
         deadline = time.monotonic() + self.setup_timeout
+        want = {bytes(self._nodes[n].cell.agent): n for n in ids}
         for nid in ids:
             view = self.view(nid)
-            while len(reg := await view.registry()) < len(ids):
+            while True:
+                reg = await view.registry()
+                seen = sum(1 for agent, n in want.items() if agent in reg and reg[agent].node_id == n)
+                if seen == len(ids):
+                    break
                 if time.monotonic() > deadline:
                     raise ConductorTimeout(
-                        f"holochain backend: {nid}'s agent sees {len(reg)} of {len(ids)} registrations "
+                        f"holochain backend: {nid}'s agent sees {seen} of {len(ids)} registrations "
                         f"after {self.setup_timeout:g} s"
                     )
                 await asyncio.sleep(self.poll)
@@ -598,7 +618,7 @@ class HolochainBackend(Backend):
 
         await asyncio.gather(*(cast(voter, mine) for voter, mine in by_voter.items()))
 
-    async def publish_result(self, node_id: str, record: RoundRecord, subs: Sequence[Submission]) -> bytes:
+    async def publish_result(self, node_id: str, record: RoundRecord, subs: Sequence[Submission]) -> bytes | None:
         """``node_id``'s agent publishes its round result as a ``personal`` RoundAggregate over ``subs``."""
         cell = self._node(node_id).cell
         rows = [
@@ -607,6 +627,8 @@ class HolochainBackend(Backend):
             if (record.round, s.node_id) in self._actions
         ]
         rows.sort(key=lambda x: x[0])
+        if not rows:
+            return None  # nothing was aggregated: no claim to make
         flagged = set(record.flagged)
         payload = pack_map_with_f32(
             {
@@ -664,13 +686,14 @@ class HolochainBackend(Backend):
         cell = self._node(publisher if publisher is not None else min(self._nodes)).cell
         # A record per change: a score that did not move since this publisher's last record says nothing new.
         for nid, score in sorted(scores.items()):
-            if nid in self._nodes and self._published.get(nid) != float(score):
+            key = (publisher or min(self._nodes), nid)
+            if nid in self._nodes and self._published.get(key) != float(score):
                 await self._write(
                     cell,
                     "publish_reputation",
                     {"agent": self.agent_of(nid), "round": int(round), "score": float(score)},
                 )
-                self._published[nid] = float(score)
+                self._published[key] = float(score)
 
     async def put_meta(self, key: str, value: Mapping[str, Any]) -> None:
         await self.local.put_meta(key, value)

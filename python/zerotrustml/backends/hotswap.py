@@ -200,18 +200,20 @@ class HotSwapBackend(Backend):
                 report.verify_s = time.perf_counter() - t2
                 # 4. Switch.
                 old, self.active, self._target = self.active, target, None
-            if not shared:
-                await old.close()
-        except Exception as e:
+        except BaseException as e:
             await self._rollback(target)
             report.error = f"{type(e).__name__}: {e}"
             report.total_s = time.perf_counter() - t0
             self.reports.append(report)
             self._swapping = False
-            if isinstance(e, SwapError):
-                raise
+            if isinstance(e, SwapError) or not isinstance(e, Exception):
+                raise  # a SwapError as it is; a cancellation or an interrupt after the rollback
             raise SwapError(f"hot swap rolled back: {report.error}") from e
         self._swapping = False
+        if not shared:
+            # The switch is done: a failure to close what was left behind does not undo it.
+            with contextlib.suppress(Exception):
+                await old.close()
         report.ok = True
         report.total_s = time.perf_counter() - t0
         report.longest_writer_pause_ms = max(self._pauses, default=0.0) * 1e3

@@ -84,7 +84,6 @@ VOTE_DOMAIN = b"zerotrustml/committee-vote/v1"
 """Domain tag at the start of every signed committee vote."""
 
 
-
 # --------------------------------------------------------------------------
 # Selection
 # --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import math
@@ -482,13 +483,20 @@ class Simulation:
 
         swap = self._start_swap(backend, s, r)
         dht = _dht(backend)
-        if dht is not None:
-            # Every node submits through its own agent, all at once, as separate machines would.
-            await asyncio.gather(*(submit(nid) for nid in s.node_ids))
-        else:
-            # Writers keep submitting while a swap (if one starts this round) copies and verifies.
-            for nid in s.node_ids:
-                await submit(nid)
+        try:
+            if dht is not None:
+                # Every node submits through its own agent, all at once, as separate machines would.
+                await asyncio.gather(*(submit(nid) for nid in s.node_ids))
+            else:
+                # Writers keep submitting while a swap (if one starts this round) copies and verifies.
+                for nid in s.node_ids:
+                    await submit(nid)
+        except BaseException:
+            if swap is not None:  # the swap must not outlive the round: it rolls back when cancelled
+                swap.cancel()
+                with contextlib.suppress(BaseException):
+                    await swap
+            raise
         await self._finish_swap(swap)
         dht = _dht(backend)
         if dht is not None:
@@ -656,6 +664,8 @@ class Simulation:
         t0 = time.perf_counter()
         observer = backend.view(honest[0])
         stored, missing = await observer.await_round(r, expected)
+        strangers = sorted(x.node_id for x in stored if x.node_id not in set(expected))
+        stored = [x for x in stored if x.node_id in set(expected)]
         times["visible"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -674,9 +684,14 @@ class Simulation:
             await backend.publish_votes(r, cast)
         times["votes"] = time.perf_counter() - t0
 
+        wanted = set(expected)
+
         async def decide(view_node: str) -> tuple[_Decision, list[Submission], list[str]]:
             view = backend.view(view_node)
             held, lost = (stored, missing) if view_node == honest[0] else await view.await_round(r, expected)
+            # The round's input set is the federation's expected submissions: a stranger's entry, or one that
+            # reached some agents late, must not make honest agents decide on different sets.
+            held = [x for x in held if x.node_id in wanted]
             read: list[committee.Vote] = []
             if c.aggregator == "pipeline" and held:
                 read = await view.await_votes(r, held, members, expected=len(cast))
@@ -706,6 +721,8 @@ class Simulation:
                     f"(kept {theirs.kept} vs {mine.kept}, flagged {sorted(theirs.flagged)} vs {sorted(mine.flagged)})"
                 )
         times["agreement"] = time.perf_counter() - t0
+        if strangers:
+            mine.evidence["ignored"] = strangers  # entries of the round from outside the expected set
         if missing or unreachable:
             mine.evidence["missing"] = sorted(set(missing) | set(unreachable))
         if unreachable:

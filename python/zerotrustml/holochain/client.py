@@ -113,15 +113,24 @@ class _Socket:
             async for frame in self.ws:
                 if not isinstance(frame, bytes):
                     continue
-                msg = unpackb(frame)
+                try:
+                    msg = unpackb(frame)
+                except Exception:  # noqa: BLE001 - a frame we cannot read is dropped, the socket goes on
+                    continue
                 kind = msg.get("type") if isinstance(msg, dict) else None
                 if kind == "response":
                     fut = self._waiting.pop(msg.get("id"), None)
                     if fut is not None and not fut.done():
                         data = msg.get("data")
-                        fut.set_result(unpackb(data) if data is not None else None)
+                        try:
+                            fut.set_result(unpackb(data) if data is not None else None)
+                        except Exception as e:  # noqa: BLE001 - the caller gets the reason, the socket goes on
+                            fut.set_exception(ConductorError(f"conductor at {self.url}: unreadable answer ({e})"))
                 elif kind == "signal" and self._on_signal is not None and msg.get("data") is not None:
-                    self._on_signal(_decode_signal(unpackb(msg["data"])))
+                    try:
+                        self._on_signal(_decode_signal(unpackb(msg["data"])))
+                    except Exception:  # noqa: BLE001 - one bad signal or subscriber must not stop the replies
+                        continue
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -362,7 +371,11 @@ class AppClient:
 
     async def _open(self) -> None:
         sock = await _Socket.connect(self.url, self._dispatch)
-        await sock.send_raw({"type": "authenticate", "data": packb({"token": self._token})})
+        try:
+            await sock.send_raw({"type": "authenticate", "data": packb({"token": self._token})})
+        except websockets.ConnectionClosed:
+            await sock.close()
+            raise ConductorUnavailable(f"conductor at {self.url}: closed the connection while authenticating") from None
         # No answer comes; a bad token closes the socket right away.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(sock.closed.wait(), 0.05)
@@ -374,6 +387,9 @@ class AppClient:
         async with self._lock:
             if self._sock is not None and not self._sock.closed.is_set():
                 return self._sock
+            if self._sock is not None:
+                await self._sock.close()
+                self._sock = None
             if self._reconnect is None:
                 raise ConductorUnavailable(f"conductor at {self.url}: connection closed")
             deadline = time.monotonic() + self._reconnect_timeout

@@ -290,6 +290,7 @@ class _Conductor:
     admin: AdminClient | None = None
     app_port: int | None = None
     starts: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -511,14 +512,17 @@ class LocalNetwork:
         return Agent(f"agent-{index}", c.index, app_id, cell, app, props)
 
     async def _reconnect_app(self, c: _Conductor, app_id: str) -> tuple[int, Any]:
-        if c.admin is None or c.admin.closed:
-            c.admin = await AdminClient.connect(c.admin_port, timeout=5.0)
-        ports = await c.admin.list_app_interfaces()
-        if c.app_port not in ports:
-            c.app_port = ports[0] if ports else await c.admin.attach_app_interface()
-        token = await c.admin.issue_app_token(app_id)
-        assert c.app_port is not None
-        return c.app_port, token
+        async with c.lock:  # agents of one conductor reconnect one at a time: one admin socket, one interface
+            if c.admin is None or c.admin.closed:
+                if c.admin is not None:
+                    await c.admin.close()
+                c.admin = await AdminClient.connect(c.admin_port, timeout=5.0)
+            ports = await c.admin.list_app_interfaces()
+            if c.app_port not in ports:
+                c.app_port = ports[0] if ports else await c.admin.attach_app_interface()
+            token = await c.admin.issue_app_token(app_id)
+            assert c.app_port is not None
+            return c.app_port, token
 
     async def share_peer_infos(self) -> None:
         """Give every conductor every other conductor's agent infos (no waiting for bootstrap discovery)."""

@@ -199,7 +199,8 @@ mod tests {
         assert_eq!(check_vote(&props(), &a, &vote(yes)), Ok(()));
         let err = check_vote(&props(), &a, &vote(no)).unwrap_err();
         assert!(
-            err.starts_with("CommitteeVote.registration: node key 0101") && err.contains(&format!("committee of round {no}")),
+            err.starts_with("CommitteeVote.registration: node key 0101")
+                && err.contains(&format!("committee of round {no}")),
             "{err}"
         );
     }

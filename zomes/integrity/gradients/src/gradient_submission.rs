@@ -287,7 +287,10 @@ mod tests {
         let mut v = values();
         v[1] = f32::NAN;
         let s = GradientSubmission { norm: 3.0, ..sample(&values()) };
-        assert_eq!(full_check(&s, &v).unwrap_err(), "GradientSubmission.values: non-finite value NaN at index 1 [non_finite]");
+        assert_eq!(
+            full_check(&s, &v).unwrap_err(),
+            "GradientSubmission.values: non-finite value NaN at index 1 [non_finite]"
+        );
         // A NaN norm claim (what a client computes from a NaN payload) is
         // caught before the payload is fetched.
         let s = GradientSubmission { norm: f64::NAN, ..sample(&v) };
@@ -353,7 +356,10 @@ mod tests {
             assert!(err.starts_with(&format!("GradientSubmission.{field}: ")), "{err}");
         }
         let s = GradientSubmission { example_count: 0, ..sample(&v) };
-        assert_eq!(check_claims(&props(), &s).unwrap_err(), "GradientSubmission.example_count: must be at least 1 [no_examples]");
+        assert_eq!(
+            check_claims(&props(), &s).unwrap_err(),
+            "GradientSubmission.example_count: must be at least 1 [no_examples]"
+        );
     }
 
     #[test]

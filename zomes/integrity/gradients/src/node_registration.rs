@@ -74,7 +74,10 @@ pub fn check_registration_form(r: &NodeRegistration) -> Result<(), String> {
         return Err(format!("NodeRegistration.node_key: must be {NODE_KEY_BYTES} bytes, got {}", r.node_key.len()));
     }
     if r.signature.len() != NODE_SIGNATURE_BYTES {
-        return Err(format!("NodeRegistration.signature: must be {NODE_SIGNATURE_BYTES} bytes, got {}", r.signature.len()));
+        return Err(format!(
+            "NodeRegistration.signature: must be {NODE_SIGNATURE_BYTES} bytes, got {}",
+            r.signature.len()
+        ));
     }
     Ok(())
 }
@@ -104,7 +107,11 @@ pub fn validate_create_node_registration(action: &EntryCreationAction, r: &NodeR
 }
 
 /// The registration `hash` points at, when it was created by `author`.
-pub fn registration_of(hash: &ActionHash, author: &AgentPubKey, what: &str) -> ExternResult<Result<NodeRegistration, String>> {
+pub fn registration_of(
+    hash: &ActionHash,
+    author: &AgentPubKey,
+    what: &str,
+) -> ExternResult<Result<NodeRegistration, String>> {
     let record = must_get_valid_record(hash.clone())?;
     let r = check!(created_entry::<NodeRegistration>(&record, UnitEntryTypes::NodeRegistration, what)?);
     if record.action().author() != author {
@@ -170,6 +177,9 @@ mod tests {
     #[test]
     fn one_registration_per_agent() {
         assert_eq!(check_first_registration(0), Ok(()));
-        assert_eq!(check_first_registration(1).unwrap_err(), "NodeRegistration.agent: this agent is already registered");
+        assert_eq!(
+            check_first_registration(1).unwrap_err(),
+            "NodeRegistration.agent: this agent is already registered"
+        );
     }
 }

@@ -170,7 +170,9 @@ pub fn recompute(rule: Rule, f: u32, rows: &[Vec<f32>], example_counts: &[u64]) 
         }
         Rule::Median => (median(&rows).map_err(|e| core_error(rule, e))?.vector, Vec::new()),
         Rule::TrimmedMean => (trimmed_mean(&rows, f).map_err(|e| core_error(rule, e))?.vector, Vec::new()),
-        Rule::Personal => return Err("RoundAggregate.rule: personal results are claims; they cannot be recomputed".into()),
+        Rule::Personal => {
+            return Err("RoundAggregate.rule: personal results are claims; they cannot be recomputed".into())
+        }
     };
     Ok(Recomputed { values, flagged })
 }
