@@ -71,10 +71,23 @@ def test_signals_local_and_remote() -> None:
             got_b: list[Signal] = []
             a.app.subscribe(got_a.append)
             b.app.subscribe(got_b.append)
+            # Remote signals are fire and forget, sent to the participants the author can see: first make sure
+            # the two conductors are connected (each reads the other's warm-up submission).
+            await a.cell.call("submit_gradient", submission(2, values()))
+            await b.cell.call("submit_gradient", submission(2, values(0.5)))
+            for reader in (a, b):
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    if len(await reader.cell.call("get_round_submissions", 2)) == 2:
+                        break
+                    await net.share_peer_infos()
+                    await asyncio.sleep(1.0)
+            got_a.clear()
+            got_b.clear()
             action = await a.cell.call("submit_gradient", submission(3, values()))
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not (got_a and got_b):
-                await asyncio.sleep(0.1)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(s.kind == "app" for s in got_b):
+                await asyncio.sleep(0.5)
             local = [s.payload for s in got_a if s.kind == "app"]
             remote = [s.payload for s in got_b if s.kind == "app"]
             assert {"type": "SubmissionCommitted", "round": 3, "action_hash": action} in local

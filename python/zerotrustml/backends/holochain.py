@@ -261,6 +261,7 @@ class HolochainView:
             missing = sorted(want - {s.node_id for s in subs})
             if not missing or time.monotonic() >= deadline:
                 return subs, missing
+            await self.backend.nudge()
             await asyncio.sleep(self.backend.poll)
 
     async def get_votes(self, round: int, subs: Sequence[Submission]) -> list[Any]:
@@ -321,6 +322,7 @@ class HolochainView:
             if len(votes) >= expected or time.monotonic() >= deadline:
                 votes.sort(key=lambda v: (rank[v.voter], v.node_id))
                 return votes
+            await self.backend.nudge()
             await asyncio.sleep(self.backend.poll)
 
 
@@ -385,6 +387,7 @@ class HolochainBackend(Backend):
         self._actions: dict[tuple[int, str], bytes] = {}
         self._published: dict[tuple[str, str], float] = {}
         self._chain_locks: dict[bytes, asyncio.Lock] = {}
+        self._last_nudge = 0.0
         self.network: Any = None  # LocalNetwork or MockConductor
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -470,6 +473,7 @@ class HolochainBackend(Backend):
                         f"holochain backend: {nid}'s agent sees {seen} of {len(ids)} registrations "
                         f"after {self.setup_timeout:g} s"
                     )
+                await self.nudge()
                 await asyncio.sleep(self.poll)
             self._registry = reg
         self._say(f"{len(ids)} nodes registered on the DHT")
@@ -494,6 +498,20 @@ class HolochainBackend(Backend):
         await self._write(
             node.cell, "register_node", sign_registration(node.signing_key, node.cell.agent, node.node_id)
         )
+
+    async def nudge(self) -> None:
+        """While waiting for data from other conductors, hand every conductor the others' peer infos again.
+
+        Right after start a conductor's agent info may not yet carry the address its peers need (the signal
+        connection comes up a moment later); sharing again, at most every few seconds, lets a network that
+        missed the first exchange connect without waiting for bootstrap polling.
+        """
+        share = getattr(self.network, "share_peer_infos", None)
+        if share is None or time.monotonic() - self._last_nudge < 5.0:
+            return
+        self._last_nudge = time.monotonic()
+        with contextlib.suppress(Exception):
+            await share()
 
     async def _write(self, cell: ZomeCaller, fn_name: str, payload: Any) -> Any:
         """A write to ``cell``'s source chain: one at a time per chain, retried while it cannot be completed yet.
