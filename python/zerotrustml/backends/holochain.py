@@ -53,6 +53,7 @@ from zerotrustml.backends.base import Backend, RoundRecord, StoreError
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.exceptions import ParameterError
 from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable, ZomeCallError
+from zerotrustml.holochain.network import DEFAULT_COMMITTEE_SEED
 from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
 from zerotrustml.validation import ModelSpec, Submission
 
@@ -413,7 +414,9 @@ class HolochainBackend(Backend):
     async def get_model_spec(self) -> ModelSpec | None:
         return await self.local.get_model_spec()
 
-    def dna_properties(self, committee_seed: str = "ztml-committee-v1", committee_rate: float = 1.0) -> dict[str, Any]:
+    def dna_properties(
+        self, committee_seed: str = DEFAULT_COMMITTEE_SEED, committee_rate: float = 1.0
+    ) -> dict[str, Any]:
         """The DNA properties of the network: the model spec's, and the committee lottery's seed and rate."""
         from zerotrustml.holochain.network import dna_properties
 
@@ -428,7 +431,7 @@ class HolochainBackend(Backend):
         self,
         keys: Mapping[str, nacl.signing.SigningKey],
         *,
-        committee_seed: str = "ztml-committee-v1",
+        committee_seed: str = DEFAULT_COMMITTEE_SEED,
         committee_rate: float = 1.0,
         history: bool = False,
     ) -> None:

@@ -42,6 +42,7 @@ import numpy as np
 from zerotrustml.backends.base import Backend, RoundRecord, StoreError
 from zerotrustml.backends.holochain import HolochainBackend
 from zerotrustml.exceptions import SubmissionRejected
+from zerotrustml.holochain.network import DEFAULT_COMMITTEE_SEED
 from zerotrustml.validation import ModelSpec, Submission
 
 __all__ = ["HotSwapBackend", "SwapError", "SwapReport"]
@@ -134,7 +135,7 @@ class HotSwapBackend(Backend):
         keys: Mapping[str, nacl.signing.SigningKey],
         *,
         verify_timeout: float = 120.0,
-        committee_seed: str = "ztml-committee-v1",
+        committee_seed: str = DEFAULT_COMMITTEE_SEED,
         committee_rate: float = 1.0,
     ) -> SwapReport:
         """Move to ``target`` (not yet opened); ``keys`` are the nodes' signing keys (each gets an agent).

@@ -663,9 +663,10 @@ class Simulation:
         expected = [n for n in s.node_ids if n not in rejected and n not in unreachable]
         t0 = time.perf_counter()
         observer = backend.view(honest[0])
+        wanted = set(expected)
         stored, missing = await observer.await_round(r, expected)
-        strangers = sorted(x.node_id for x in stored if x.node_id not in set(expected))
-        stored = [x for x in stored if x.node_id in set(expected)]
+        strangers = sorted(x.node_id for x in stored if x.node_id not in wanted)
+        stored = [x for x in stored if x.node_id in wanted]
         times["visible"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -683,8 +684,6 @@ class Simulation:
             cast = self._votes(s, r, st.theta, members, stored)
             await backend.publish_votes(r, cast)
         times["votes"] = time.perf_counter() - t0
-
-        wanted = set(expected)
 
         async def decide(view_node: str) -> tuple[_Decision, list[Submission], list[str]]:
             view = backend.view(view_node)

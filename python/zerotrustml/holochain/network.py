@@ -61,6 +61,8 @@ __all__ = [
 HOLOCHAIN_VERSION = "0.6.3"
 BOOTSTRAP_VERSION = "0.4.1"
 APP_ROLE = "zerotrustml"
+#: The committee lottery's seed when a network names none (the DNA manifest's default).
+DEFAULT_COMMITTEE_SEED = "ztml-committee-v1"
 ZOME = "gradients"
 BINARIES = ("holochain", "kitsune2-bootstrap-srv")
 
@@ -119,7 +121,7 @@ def dna_properties(
     *,
     chunk_values: int | None = None,
     committee_rate: float = 1.0,
-    committee_seed: str = "ztml-committee-v1",
+    committee_seed: str = DEFAULT_COMMITTEE_SEED,
     recompute_limit: int = 1_000_000,
 ) -> dict[str, Any]:
     """The DNA properties (zomes/integrity/gradients/src/properties.rs) for a model spec.
