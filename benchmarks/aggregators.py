@@ -1036,13 +1036,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # benchmarks/dht_rounds.py keeps its own block in the same file; carry it over unchanged.
+    # benchmarks/dht_rounds.py and benchmarks/validation_cost.py keep their own blocks in the same file (with
+    # their headings); carry them over unchanged.
     kept = ""
     if args.out.exists():
         old = args.out.read_text()
-        start, end = "<!-- dht:start -->", "<!-- dht:end -->"
-        if start in old and end in old:
-            kept = "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
+        for start, end in (
+            ("<!-- dht:start -->", "<!-- dht:end -->"),
+            ("<!-- validation:start -->", "<!-- validation:end -->"),
+        ):
+            if start in old and end in old:
+                kept += "\n" + old[old.index(start) : old.index(end) + len(end)] + "\n"
     args.out.write_text(render_markdown(report) + kept)
     log(f"wrote {args.out} and {args.json}")
     for t in report["targets"]:

@@ -3,6 +3,7 @@
 #
 #   bash scripts/build-happ.sh            # build + pack (needs hc)
 #   bash scripts/build-happ.sh --wasm-only
+#   bash scripts/build-happ.sh --wasm-only --with-bench   # also validation_cost.wasm (benchmarks/)
 #
 # Idempotent: cargo rebuilds only what changed, packing is cheap. The zomes
 # get their own CARGO_TARGET_DIR (target/wasm) so wasm and native builds never
@@ -14,12 +15,21 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 WASM_ONLY=0
-[ "${1:-}" = "--wasm-only" ] && WASM_ONLY=1
+WITH_BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --wasm-only) WASM_ONLY=1 ;;
+    --with-bench) WITH_BENCH=1 ;;
+    *) printf 'build-happ: unknown option %s\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 TARGET=wasm32-unknown-unknown
 export CARGO_TARGET_DIR="$ROOT/target/wasm"
 WASM_DIR="$CARGO_TARGET_DIR/$TARGET/release"
 ZOMES=(gradients_integrity gradients)
+# The validators' recompute at the DNA bounds, built exactly like the zomes (benchmarks/validation_cost.py).
+[ "$WITH_BENCH" = 1 ] && ZOMES+=(validation_cost)
 
 log() { printf '[build-happ %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -61,7 +71,7 @@ export CARGO_PROFILE_RELEASE_PANIC=abort
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=z
 
 pkg_args=()
-for z in "${ZOMES[@]}"; do pkg_args+=(-p "$z"); done
+for z in "${ZOMES[@]}"; do pkg_args+=(-p "${z//validation_cost/validation-cost}"); done
 
 log "cargo build --release --target $TARGET ${pkg_args[*]} (RUSTFLAGS=$RUSTFLAGS, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 t0=$(date +%s)

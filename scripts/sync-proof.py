@@ -18,7 +18,7 @@ stopped on exit (also on Ctrl-C / SIGTERM).
 
 Usage:
     .venv/bin/python scripts/sync-proof.py [--timeout 120] [--keep]
-        [--bin-dir DIR] [--happ PATH] [--force-relay]
+        [--bin-dir DIR] [--happ PATH] [--direct]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ async def prove(args: argparse.Namespace) -> int:
     t_all = time.monotonic()
     timings: dict[str, float] = {}
     net = LocalNetwork(
-        2, 2, happ=args.happ, bin_dir=args.bin_dir, keep=args.keep, force_relay=args.force_relay, log=log
+        2, 2, happ=args.happ, bin_dir=args.bin_dir, keep=args.keep, force_relay=not args.direct, log=log
     )
     async with net:
         timings["network_up_s"] = time.monotonic() - t_all
@@ -114,7 +114,7 @@ async def prove(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "result": "ok",
-                    "force_relay": args.force_relay,
+                    "force_relay": not args.direct,
                     "timings": {k: round(v, 3) for k, v in timings.items()},
                 },
                 indent=2,
@@ -132,7 +132,9 @@ def main() -> int:
     ap.add_argument("--happ", default=None, help="the packed hApp (default: workdir/zerotrustml.happ)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds B may take to see A's entry")
     ap.add_argument("--poll", type=float, default=0.5, help="seconds between B's reads")
-    ap.add_argument("--force-relay", action="store_true", help="route peer traffic through the local relay")
+    ap.add_argument(
+        "--direct", action="store_true", help="try direct WebRTC between the conductors (default: the local relay)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the network's directory (logs, databases)")
     args = ap.parse_args()
     try:

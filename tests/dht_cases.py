@@ -44,7 +44,12 @@ PROPERTIES: dict[str, Any] = {
     "committee_rate": 0.5,
     "committee_seed": "ztml-committee-v1",
     "recompute_limit": 1_000_000,
+    "max_contributors": 1000,
+    "example_cap": 10.0,
+    "admission": "open",
 }
+# The contract runs on a closed network: this key issues both agents' membrane proofs (mock and conductors).
+ADMISSION_KEY = nacl.signing.SigningKey(b"\x0c" * 32)
 
 SMALL_RUN: dict[str, Any] = {
     "dataset": "synthetic",
@@ -111,6 +116,12 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     names = {a.agent: "A", b.agent: "B"}
 
     out.append(("properties", await outcome(a.call("get_model_properties"), lambda p: sorted(p.items()))))
+    joined = await eventually(lambda: b.call("get_participants"), lambda r: len(r) >= 2)
+    out.append(("participants", ("ok", sorted(names[bytes(x)] for x in joined), joined == sorted(joined))))
+    forged = dict(sign_registration(ka, a.agent, "node-a"), admission=b"\x01" * 64)
+    out.append(("register forged admission", await outcome(a.call("register_node", forged))))
+    short = dict(sign_registration(ka, a.agent, "node-a"), admission=b"\x01" * 10)
+    out.append(("register short admission", await outcome(a.call("register_node", short))))
     reg_a = await a.call("register_node", sign_registration(ka, a.agent, "node-a"))
     reg_b = await b.call("register_node", sign_registration(kb, b.agent, "node-b"))
     out.append(("register A and B", ("ok", len(bytes(reg_a)), len(bytes(reg_b)))))
@@ -223,11 +234,27 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     out.append(("reputation", await outcome(a.call("publish_reputation", rep), lambda h: len(bytes(h)))))
     out.append(("reputation out of range", await outcome(a.call("publish_reputation", dict(rep, score=1.5)))))
     out.append(("reputation past the end", await outcome(a.call("publish_reputation", dict(rep, round=51)))))
+    out.append(("reputation of self", await outcome(b.call("publish_reputation", rep))))
     hist = await eventually(lambda: b.call("get_reputation_history", b.agent), lambda r: len(r) >= 1)
     out.append(
         (
             "reputation history",
             ("ok", [(names[bytes(x["author"])], x["record"]["round"], x["record"]["score"]) for x in hist]),
+        )
+    )
+    # A's later opinion replaces its own earlier one; a record's round never makes it win over other authors.
+    await a.call("publish_reputation", dict(rep, round=50, score=0.25))
+    view = await eventually(
+        lambda: b.call("get_reputation", b.agent), lambda v: any(o["record"]["round"] == 50 for o in v["opinions"])
+    )
+    out.append(
+        (
+            "reputation view",
+            (
+                "ok",
+                [(names[bytes(o["author"])], o["record"]["round"], o["record"]["score"]) for o in view["opinions"]],
+                view["median"],
+            ),
         )
     )
 
@@ -259,6 +286,25 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     out.append(
         ("aggregate unknown rule", await outcome(a.call("publish_computed_aggregate", dict(agg, rule="bulyan"))))
     )
+    out.append(
+        (
+            "aggregate second in round",
+            await outcome(a.call("publish_computed_aggregate", dict(agg, flagged=[]))),
+        )
+    )
+    out.append(
+        (
+            "aggregate preconditions",  # multi_krum with f >= n would flag everyone
+            await outcome(b.call("publish_computed_aggregate", dict(agg, rule="multi_krum", f=2, flagged=[]))),
+        )
+    )
+    big = [30.0] * 24  # norm 30 * sqrt(24) = 147 > max_norm 100, which no mean of valid submissions can reach
+    out.append(
+        (
+            "aggregate result norm",
+            await outcome(b.call("publish_computed_aggregate", dict(agg, rule="mean", flagged=[], values=big))),
+        )
+    )
     aggs = await eventually(lambda: b.call("get_round_aggregates", 0), lambda r: len(r) >= 1)
     out.append(
         (
@@ -272,6 +318,7 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
                         len(x["aggregate"]["contributors"]),
                         [names.get(bytes(f)) for f in x["aggregate"]["flagged"]],
                         bytes(x["aggregate"]["result_hash"]).hex(),
+                        x["verified"],
                     )
                     for x in aggs
                 ],
@@ -285,7 +332,7 @@ async def contract_on_mock(data_dir: Path) -> list[tuple[str, tuple[Any, ...]]]:
     """:func:`contract_cases` on two agents of a mock conductor over an embedded store in ``data_dir``."""
     from zerotrustml.backends.mock_conductor import MockConductor
 
-    mock = MockConductor(data_dir, PROPERTIES)
+    mock = MockConductor(data_dir, PROPERTIES, admission_key=ADMISSION_KEY)
     await mock.start()
     try:
         return await contract_cases(mock.new_cell(), mock.new_cell())

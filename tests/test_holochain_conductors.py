@@ -18,13 +18,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import numpy as np
 import pytest
-from dht_cases import PROPERTIES, assert_same_run, contract_cases, contract_on_mock, run_on, submission, values
+from dht_cases import (
+    ADMISSION_KEY,
+    PROPERTIES,
+    assert_same_run,
+    contract_cases,
+    contract_on_mock,
+    run_on,
+    submission,
+    values,
+)
 
+from zerotrustml.backends.holochain import sign_registration
 from zerotrustml.exceptions import SubmissionRejected
+from zerotrustml.holochain.admission import admission_property
 from zerotrustml.holochain.client import AdminClient, Signal
-from zerotrustml.holochain.errors import CallRefused, ConductorUnavailable
+from zerotrustml.holochain.errors import CallRefused, ConductorError, ConductorUnavailable, ZomeCallError
 from zerotrustml.holochain.network import LocalNetwork
 
 pytestmark = pytest.mark.conductors
@@ -46,7 +58,7 @@ def _alive(pid: int) -> bool:
 
 def test_contract_mock_and_conductors_give_the_same_answers(tmp_path: Path) -> None:
     async def on_conductors() -> list[Any]:
-        async with LocalNetwork(2, 2, properties=PROPERTIES) as net:
+        async with LocalNetwork(2, 2, properties=PROPERTIES, admission=ADMISSION_KEY) as net:
             return await contract_cases(net.agents[0].cell, net.agents[1].cell)
 
     real, mock = asyncio.run(on_conductors()), asyncio.run(contract_on_mock(tmp_path / "dht"))
@@ -117,6 +129,49 @@ def test_zome_rejection_is_the_typed_error_and_refused_calls_are_refused() -> No
                 await foreign.call("get_model_properties")
             # Nothing of the refused calls was written: A still has no submission.
             assert await a.cell.call("get_agent_submissions", a.agent_key) == []
+
+    asyncio.run(go())
+
+
+def test_admission_refuses_intruders_on_real_conductors() -> None:
+    """A closed network (the default of a LocalNetwork with properties) installs only agents whose membrane proof
+    its admission key signed, and an open one admits anyone and says so (the attack it leaves open)."""
+
+    async def go() -> None:
+        async with LocalNetwork(1, 1, properties=PROPERTIES) as net:
+            assert net.admission_key is not None
+            (member,) = net.agents
+            props = await member.cell.call("get_model_properties")
+            assert props["admission"] == admission_property(net.admission_key)
+            other = net.admission_key.sign(b"x")  # any signature by the key, over the wrong message
+            intruders = {
+                b"": "membrane proof: required",
+                b"\x01" * 10: "membrane proof: must be 64 bytes, got 10",
+                member.membrane_proof: "membrane proof: not signed by the admission key",  # another agent's proof
+                bytes(other.signature): "membrane proof: not signed by the admission key",
+            }
+            for proof, reason in intruders.items():
+                with pytest.raises(ConductorError, match=reason):
+                    await net.add_agent(0, membrane_proof=proof)
+            # An admitted agent joins; its registration carries its proof, and a stolen proof is refused.
+            newcomer = await net.add_agent(0)
+            key = nacl.signing.SigningKey(b"\x51" * 32)
+            stolen = dict(sign_registration(key, newcomer.agent_key, "n"), admission=member.membrane_proof)
+            with pytest.raises(ZomeCallError, match="NodeRegistration.admission: not signed by the admission key"):
+                await newcomer.cell.call("register_node", stolen)
+            await newcomer.cell.call("register_node", sign_registration(key, newcomer.agent_key, "n"))
+            (reg,) = await member.cell.call("get_node_registrations")
+            assert bytes(reg["registration"]["admission"]) == newcomer.membrane_proof
+            assert sorted(map(bytes, await member.cell.call("get_participants"))) == sorted(
+                a.agent_key for a in net.agents
+            )
+
+        async with LocalNetwork(1, 1, properties=PROPERTIES, admission="open") as net:
+            assert (await net.agents[0].cell.call("get_model_properties"))["admission"] == "open"
+            anyone = await net.add_agent(0, membrane_proof=b"")  # no proof at all
+            await anyone.cell.call(
+                "register_node", sign_registration(nacl.signing.SigningKey(b"\x52" * 32), anyone.agent_key, "m")
+            )
 
     asyncio.run(go())
 
@@ -226,7 +281,8 @@ def test_dna_properties_follow_the_model(tmp_path: Path) -> None:
         props = dict(PROPERTIES, model_id="props-check", dims=7, max_payload_bytes=28, chunk_values=3)
         async with LocalNetwork(1, 1, properties=props) as net:
             got = await net.agents[0].cell.call("get_model_properties")
-            assert got == props
+            assert net.admission_key is not None  # closed by a fresh key unless told otherwise
+            assert got == dict(props, admission=admission_property(net.admission_key))
             v = np.arange(7, dtype=np.float32) / 10
             sub = submission(0, v, model_id="props-check")
             await net.agents[0].cell.call("submit_gradient", sub)

@@ -91,3 +91,8 @@ def check_unique(round: int, already: int) -> None:
 
 def is_committee_member(seed: bytes, round: int, key: bytes, rate: float) -> bool:
     """The DHT committee lottery: SHA-256(seed || round u64 BE || key)[:8] as u64 BE < rate * 2^64."""
+
+DEFAULT_EXAMPLE_CAP: float
+
+def capped_example_weights(counts: list[int], cap: float) -> list[float]:
+    """min(c_i, cap * median(c)) per count; ParameterError when cap is not finite and >= 1."""

@@ -33,6 +33,8 @@ __all__ = [
     "AggregationResult",
     "MixedUpdates",
     "mean",
+    "example_weights",
+    "DEFAULT_EXAMPLE_CAP",
     "krum",
     "multi_krum",
     "median",
@@ -173,6 +175,28 @@ def mean(updates: Updates, weights: npt.ArrayLike | None = None) -> AggregationR
         Empty or ragged updates, NaN/Inf, bad weights.
     """
     return _result("mean", _core.mean(_prepare(updates), _weights(weights)))
+
+
+#: How far above the median example count a submission's claim may weigh (see :func:`example_weights`).
+DEFAULT_EXAMPLE_CAP: float = _core.DEFAULT_EXAMPLE_CAP
+
+
+def example_weights(counts: npt.ArrayLike, cap: float = DEFAULT_EXAMPLE_CAP) -> npt.NDArray[np.float64]:
+    """FedAvg weights from claimed example counts, each capped at ``cap`` times the median count.
+
+    A count is a claim nobody can check; uncapped, one submission claiming 2^64-1 examples would decide the
+    mean. The DHT's validators apply the same rule (``example_cap`` in the DNA properties) when they recompute
+    a ``mean`` aggregate, so both sides weigh a round identically.
+
+    Raises
+    ------
+    ParameterError
+        ``cap`` not finite or below 1; counts not non-negative integers.
+    """
+    arr = np.asarray(counts)
+    if arr.ndim != 1 or (arr.size and (not np.issubdtype(arr.dtype, np.integer) or int(arr.min()) < 0)):
+        raise ParameterError("counts: must be a 1-D sequence of non-negative integers")
+    return np.asarray(_core.capped_example_weights([int(c) for c in arr], float(cap)), dtype=np.float64)
 
 
 def krum(updates: Updates, f: int, variant: KrumVariant = "standard") -> AggregationResult:

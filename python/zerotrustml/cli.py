@@ -410,6 +410,81 @@ def conductor(admin_port: int, host: str, timeout: float) -> None:
         click.echo(f"  {app.get('installed_app_id')}: {state}")
 
 
+@main.group("admission")
+def admission() -> None:
+    """Close a network to a known membership: the admission key and the membrane proofs it signs.
+
+    \b
+    zerotrustml admission keygen --out admission.key    # keep it secret
+    zerotrustml admission property --key admission.key  # the DNA's `admission` property
+    zerotrustml admission issue --key admission.key --agent uhCAk... --network-seed my-federation
+    """
+
+
+def _read_admission_key(path: Path) -> Any:
+    import nacl.signing
+
+    try:
+        raw = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"{path}: not a readable admission key ({e})", param_hint="--key") from None
+    if len(raw) != 32:
+        raise click.BadParameter(
+            f"{path}: an admission key is 32 bytes (64 hex digits), got {len(raw)}", param_hint="--key"
+        )
+    return nacl.signing.SigningKey(raw)
+
+
+@admission.command("keygen")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File for the secret key (hex)."
+)
+def admission_keygen(out: Path) -> None:
+    """Write a fresh admission key (mode 0600) and print the DNA property that names it."""
+    import os
+
+    from zerotrustml.holochain.admission import admission_property, generate_admission_key
+
+    if out.exists():
+        raise click.BadParameter(f"{out}: exists; refusing to overwrite an admission key", param_hint="--out")
+    key = generate_admission_key()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(bytes(key).hex() + "\n")
+    click.echo(admission_property(key))
+
+
+@admission.command("property")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+def admission_property_cmd(key_file: Path) -> None:
+    """Print the DNA's `admission` property for an admission key."""
+    from zerotrustml.holochain.admission import admission_property
+
+    click.echo(admission_property(_read_admission_key(key_file)))
+
+
+@admission.command("issue")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--agent", required=True, help="The joining agent's public key (uhCAk..., as hc and launchers show it).")
+@click.option("--network-seed", required=True, help="The network seed the agent installs with.")
+@click.option("--format", "fmt", type=click.Choice(["base64", "hex"]), default="base64", show_default=True)
+def admission_issue(key_file: Path, agent: str, network_seed: str, fmt: str) -> None:
+    """Print the membrane proof that admits AGENT to the network with NETWORK_SEED."""
+    import base64
+
+    from zerotrustml.holochain.admission import issue_admission
+    from zerotrustml.holochain.wire import AGENT_PREFIX, hash_from_b64
+
+    try:
+        raw = hash_from_b64(agent)
+    except ValueError as e:
+        raise click.BadParameter(f"not an agent key ({e})", param_hint="--agent") from None
+    if len(raw) != 39 or raw[:3] != AGENT_PREFIX:
+        raise click.BadParameter("not an agent public key (uhCAk..., 39 bytes)", param_hint="--agent")
+    proof = issue_admission(_read_admission_key(key_file), raw, network_seed)
+    click.echo(base64.b64encode(proof).decode() if fmt == "base64" else proof.hex())
+
+
 @main.command("matrix")
 @click.option(
     "--out",

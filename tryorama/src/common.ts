@@ -168,6 +168,9 @@ export interface ModelProperties {
   committee_rate: number;
   committee_seed: string;
   recompute_limit: number;
+  max_contributors: number;
+  example_cap: number;
+  admission: string;
 }
 
 /** `get_model_properties`: the DNA properties the cell validates against. */
@@ -314,6 +317,8 @@ export interface AggregateOutput {
   author: AgentPubKey;
   aggregate: RoundAggregate;
   values: number[];
+  /** Whether validators recomputed it (a recomputable rule within recompute_limit). */
+  verified: boolean;
 }
 
 export interface PublishComputedInput {
@@ -411,9 +416,17 @@ export async function publishReputation(cell: CallableCell, record: ReputationRe
   return cell.callZome<ActionHash>({ zome_name: ZOME, fn_name: "publish_reputation", payload: record });
 }
 
-/** `get_reputation`: the latest record about `agent` (highest round, then newest), or null. */
-export async function getReputation(cell: CallableCell, agent: AgentPubKey): Promise<ReputationOutput | null> {
-  return cell.callZome<ReputationOutput | null>({ zome_name: ZOME, fn_name: "get_reputation", payload: agent });
+export interface ReputationView {
+  agent: AgentPubKey;
+  /** Each author's latest opinion (highest round, then newest), sorted by author. */
+  opinions: ReputationOutput[];
+  /** The median of the opinions' scores, or null without opinions. */
+  median: number | null;
+}
+
+/** `get_reputation`: every author's latest opinion of `agent` and their median. */
+export async function getReputation(cell: CallableCell, agent: AgentPubKey): Promise<ReputationView> {
+  return cell.callZome<ReputationView>({ zome_name: ZOME, fn_name: "get_reputation", payload: agent });
 }
 
 // ---------------------------------------------------------------------------

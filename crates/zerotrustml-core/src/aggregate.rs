@@ -86,13 +86,29 @@ pub fn krum<T: Real>(rows: &Rows<T>, f: usize, variant: KrumVariant) -> Result<A
     multi_krum(rows, f, 1, variant)
 }
 
+/// Krum's and Multi-Krum's precondition on n updates with f Byzantine:
+/// n >= 2f+3 (a checker that has only the counts, e.g. a validator, calls
+/// this without the rows).
+pub fn check_krum_precondition(n: usize, f: usize) -> Result<()> {
+    if !at_least(n, 2, f, 3) {
+        return Err(precondition("krum", "n >= 2f+3", n, f));
+    }
+    Ok(())
+}
+
+/// The trimmed mean's precondition: n > 2f.
+pub fn check_trimmed_mean_precondition(n: usize, f: usize) -> Result<()> {
+    if !at_least(n, 2, f, 1) {
+        return Err(precondition("trimmed_mean", "n > 2f", n, f));
+    }
+    Ok(())
+}
+
 /// Multi-Krum: the m updates with the lowest Krum scores, averaged with equal
 /// weights. Needs n >= 2f+3 and 1 <= m <= n.
 pub fn multi_krum<T: Real>(rows: &Rows<T>, f: usize, m: usize, variant: KrumVariant) -> Result<Aggregate<T>> {
     let n = rows.n();
-    if !at_least(n, 2, f, 3) {
-        return Err(precondition("krum", "n >= 2f+3", n, f));
-    }
+    check_krum_precondition(n, f)?;
     if m == 0 || m > n {
         return Err(invalid("m", format!("must be in 1..={n} (the number of updates), got {m}")));
     }
@@ -123,9 +139,7 @@ pub fn median<T: Real>(rows: &Rows<T>) -> Result<Aggregate<T>> {
 /// average the remaining n-2f (in f64). Needs n > 2f.
 pub fn trimmed_mean<T: Real>(rows: &Rows<T>, f: usize) -> Result<Aggregate<T>> {
     let n = rows.n();
-    if !at_least(n, 2, f, 1) {
-        return Err(precondition("trimmed_mean", "n > 2f", n, f));
-    }
+    check_trimmed_mean_precondition(n, f)?;
     let keep = (n - 2 * f) as f64;
     let v = per_column(rows, f, n - f, move |tile: &[Tile<T>], out: &mut [T]| {
         let s = lane_sums(tile, f, n - f);

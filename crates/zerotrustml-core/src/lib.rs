@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod committee;
 pub mod error;
+pub mod examples;
 pub mod gram;
 pub mod input;
 pub mod order;

@@ -329,6 +329,13 @@ fn is_committee_member(seed: &[u8], round: u64, key: &[u8], rate: f64) -> PyResu
     Ok(core::committee::is_committee_member(seed, round, key, rate))
 }
 
+/// Example-count weights of the mean, each capped at `cap` times the median (`zerotrustml_core::examples`).
+#[pyfunction]
+fn capped_example_weights(counts: Vec<u64>, cap: f64) -> PyResult<Vec<f64>> {
+    core::examples::check_example_cap(cap).map_err(|e| ParameterError::new_err(format!("cap: {e}")))?;
+    Ok(core::examples::capped_example_weights(&counts, cap))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -351,6 +358,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_submission, m)?)?;
     m.add_function(wrap_pyfunction!(check_unique, m)?)?;
     m.add_function(wrap_pyfunction!(is_committee_member, m)?)?;
+    m.add_function(wrap_pyfunction!(capped_example_weights, m)?)?;
+    m.add("DEFAULT_EXAMPLE_CAP", core::examples::DEFAULT_EXAMPLE_CAP)?;
     m.add("NORM_RTOL", validation::NORM_RTOL)?;
     m.add("ValidationError", py.get_type::<ValidationError>())?;
     m.add("EmptyInputError", py.get_type::<EmptyInputError>())?;

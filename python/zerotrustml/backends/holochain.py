@@ -484,8 +484,10 @@ class HolochainBackend(Backend):
     async def _provision(self, props: dict[str, Any], n: int) -> list[ZomeCaller]:
         if self.mode == "mock":
             from zerotrustml.backends.mock_conductor import MockConductor
+            from zerotrustml.holochain.admission import generate_admission_key
 
-            mock = MockConductor(self.data_dir / "mock-dht", props)
+            # Closed like a LocalNetwork: a fresh admission key issues every agent's membrane proof.
+            mock = MockConductor(self.data_dir / "mock-dht", props, admission_key=generate_admission_key())
             await mock.start()
             self.network = mock
             return [mock.new_cell() for _ in range(n)]
@@ -666,7 +668,13 @@ class HolochainBackend(Backend):
         return action
 
     async def get_results(self, round: int, node_id: str | None = None) -> list[dict[str, Any]]:
-        """The round results published for ``round``, as ``node_id``'s agent sees them."""
+        """The round results published for ``round``, as ``node_id``'s agent sees them.
+
+        These are claims for display and audit. The run never uses one as the round's model: every honest
+        agent computes the round itself from the submissions it reads. ``verified`` says whether validators
+        recomputed the result (a rule they can recompute, within the DNA's ``recompute_limit``); a
+        ``personal`` result or one above the bound is its author's word.
+        """
         view = self.view(node_id)
         reg = await view.registry()
         out = []
@@ -679,6 +687,7 @@ class HolochainBackend(Backend):
                     "contributors": len(a["aggregate"]["contributors"]),
                     "result_hash": bytes(a["aggregate"]["result_hash"]),
                     "values": np.asarray(a["values"], dtype=np.float32),
+                    "verified": bool(a.get("verified", False)),
                 }
             )
         return out
@@ -700,15 +709,18 @@ class HolochainBackend(Backend):
         return await self.local.get_reputations()
 
     async def put_reputations(self, round: int, scores: Mapping[str, float], publisher: str | None = None) -> None:
-        """Record the scores locally and publish the changed ones as ``publisher``'s ReputationRecords (its opinion)."""
+        """Record the scores locally and publish the changed ones as ``publisher``'s ReputationRecords (its opinion
+        of the other nodes)."""
         await self.local.put_reputations(round, scores)
         if not self._nodes:
             return
-        cell = self._node(publisher if publisher is not None else min(self._nodes)).cell
+        author = publisher if publisher is not None else min(self._nodes)
+        cell = self._node(author).cell
         # A record per change: a score that did not move since this publisher's last record says nothing new.
+        # Nobody publishes its own standing (the zome refuses it: a record is an opinion of another agent).
         for nid, score in sorted(scores.items()):
-            key = (publisher or min(self._nodes), nid)
-            if nid in self._nodes and self._published.get(key) != float(score):
+            key = (author, nid)
+            if nid in self._nodes and nid != author and self._published.get(key) != float(score):
                 await self._write(
                     cell,
                     "publish_reputation",

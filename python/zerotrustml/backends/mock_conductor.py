@@ -39,7 +39,14 @@ import nacl.signing
 import numpy as np
 
 from zerotrustml.backends.embedded import EmbeddedStore
-from zerotrustml.holochain.errors import ZomeCallError, rejection_from
+from zerotrustml.holochain.admission import (
+    OPEN,
+    admission_property,
+    issue_admission,
+    parse_admission,
+    verify_admission,
+)
+from zerotrustml.holochain.errors import ConductorError, ZomeCallError, rejection_from
 from zerotrustml.holochain.wire import (
     ACTION_PREFIX,
     AGENT_PREFIX,
@@ -49,7 +56,7 @@ from zerotrustml.holochain.wire import (
     holo_hash,
     unpackb,
 )
-from zerotrustml.validation import ModelSpec, Submission, l2_norm, payload_hash
+from zerotrustml.validation import NORM_RTOL, ModelSpec, Submission, l2_norm, payload_hash
 
 __all__ = ["MockConductor", "MockCell"]
 
@@ -76,9 +83,21 @@ def _invalid(fn: str, reason: str) -> Exception:
 class MockConductor:
     """The shared state of a mock network: one embedded store and the in-memory entries."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], properties: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        properties: Mapping[str, Any],
+        network_seed: str = "mock",
+        admission_key: nacl.signing.SigningKey | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.properties = dict(properties)
+        self.network_seed = network_seed
+        # Like a LocalNetwork: given the admission key, the network is closed by it and issues proofs itself.
+        self.issuer = admission_key
+        if admission_key is not None:
+            self.properties["admission"] = admission_property(admission_key)
+        self.admission_key = parse_admission(str(self.properties.get("admission", OPEN)))
         self.spec = ModelSpec(
             model_id=str(properties["model_id"]),
             dims=int(properties["dims"]),
@@ -89,6 +108,7 @@ class MockConductor:
         self.chunk_values = int(properties["chunk_values"])
         self.store = EmbeddedStore(self.data_dir)
         self.registrations: list[dict[str, Any]] = []
+        self.participants: set[bytes] = set()
         self.votes: dict[bytes, list[dict[str, Any]]] = {}
         self.reputation: dict[bytes, list[dict[str, Any]]] = {}
         self.aggregates: dict[int, list[dict[str, Any]]] = {}
@@ -102,8 +122,33 @@ class MockConductor:
     async def stop(self) -> None:
         await self.store.close()
 
-    def new_cell(self) -> MockCell:
-        return MockCell(self, holo_hash(AGENT_PREFIX, bytes(nacl.signing.SigningKey.generate().verify_key)))
+    def new_cell(self, membrane_proof: bytes | None = None) -> MockCell:
+        """A new agent, with ``membrane_proof`` or, by default, a proof issued with the network's admission key.
+
+        On a closed network a missing or wrong proof refuses the install, as ``genesis_self_check`` does.
+        """
+        agent = holo_hash(AGENT_PREFIX, bytes(nacl.signing.SigningKey.generate().verify_key))
+        proof = membrane_proof
+        if proof is None and self.issuer is not None:
+            proof = issue_admission(self.issuer, agent, self.network_seed)
+        reason = self.admission_refusal(agent, proof, "membrane proof")
+        if reason is not None:
+            raise ConductorError(f"mock conductor: install_app failed: genesis self-check: {reason}")
+        cell = MockCell(self, agent, proof or b"")
+        self.participants.add(cell.agent)  # the zome's init links each agent from the participants anchor
+        return cell
+
+    def admission_refusal(self, agent: bytes, proof: bytes | None, what: str) -> str | None:
+        """The zome's reason to refuse ``proof`` for ``agent`` (``None`` when admitted)."""
+        if self.admission_key is None:
+            return None
+        if not proof:
+            return f"{what}: required (this network admits only agents with a proof signed by its admission key)"
+        if len(proof) != 64:
+            return f"{what}: must be 64 bytes, got {len(proof)}"
+        if not verify_admission(self.admission_key, agent, self.network_seed, proof):
+            return f"{what}: not signed by the admission key for this agent and network seed"
+        return None
 
     def next_action(self, author: bytes, *parts: bytes) -> bytes:
         self._seq += 1
@@ -127,9 +172,10 @@ class MockConductor:
 class MockCell:
     """One agent of a :class:`MockConductor`, with the same ``call`` as a real cell."""
 
-    def __init__(self, conductor: MockConductor, agent: bytes) -> None:
+    def __init__(self, conductor: MockConductor, agent: bytes, membrane_proof: bytes = b"") -> None:
         self.conductor = conductor
         self._agent = agent
+        self.membrane_proof = membrane_proof
 
     @property
     def agent(self) -> bytes:
@@ -257,6 +303,10 @@ class MockCell:
             raise _invalid(
                 fn, "NodeRegistration.signature: does not verify under node_key for this agent and node_id"
             ) from None
+        admission = bytes(r.get("admission") or b"") or self.membrane_proof
+        refused = self.conductor.admission_refusal(self._agent, admission, "NodeRegistration.admission")
+        if refused is not None:
+            raise _invalid(fn, refused)
         if any(x["agent"] == self._agent for x in self.conductor.registrations):
             raise _invalid(fn, "NodeRegistration.agent: this agent is already registered")
         action = self.conductor.next_action(self._agent, b"registration", key)
@@ -264,10 +314,13 @@ class MockCell:
             {
                 "action_hash": action,
                 "agent": self._agent,
-                "registration": {"node_id": node_id, "node_key": key, "signature": sig},
+                "registration": {"node_id": node_id, "node_key": key, "signature": sig, "admission": admission},
             }
         )
         return action
+
+    async def _fn_get_participants(self, _: Any) -> list[bytes]:
+        return sorted(self.conductor.participants)
 
     async def _fn_get_node_registrations(self, _: Any) -> list[dict[str, Any]]:
         return sorted(self.conductor.registrations, key=lambda x: x["action_hash"])
@@ -339,6 +392,12 @@ class MockCell:
     # -- reputation -------------------------------------------------------------------------------------------------
     async def _fn_publish_reputation(self, r: Mapping[str, Any]) -> bytes:
         c, score, rnd = self.conductor, float(r["score"]), int(r["round"])
+        if bytes(r["agent"]) == self._agent:
+            raise _invalid(
+                "publish_reputation",
+                "ReputationRecord.agent: an agent cannot publish its own reputation (a record is its author's "
+                "opinion of another agent)",
+            )
         if not (math.isfinite(score) and 0.0 <= score <= 1.0):
             raise _invalid(
                 "publish_reputation",
@@ -358,8 +417,23 @@ class MockCell:
     async def _fn_get_reputation_history(self, agent: bytes) -> list[dict[str, Any]]:
         return list(self.conductor.reputation.get(bytes(agent), []))
 
+    async def _fn_get_reputation(self, agent: bytes) -> dict[str, Any]:
+        latest: dict[bytes, dict[str, Any]] = {}
+        for r in await self._fn_get_reputation_history(agent):
+            key = (r["record"]["round"], r["timestamp"], r["action_hash"])
+            cur = latest.get(r["author"])
+            if cur is None or key > (cur["record"]["round"], cur["timestamp"], cur["action_hash"]):
+                latest[r["author"]] = r
+        opinions = [latest[a] for a in sorted(latest)]
+        scores = sorted(o["record"]["score"] for o in opinions)
+        n = len(scores)
+        median = None if n == 0 else scores[n // 2] if n % 2 else (scores[n // 2 - 1] + scores[n // 2]) / 2.0
+        return {"agent": bytes(agent), "opinions": opinions, "median": median}
+
     # -- aggregates -------------------------------------------------------------------------------------------------
     async def _fn_publish_computed_aggregate(self, a: Mapping[str, Any]) -> bytes:
+        """The integrity zome's checks, in its order (cheap ones before any fetch). Not yet: the recompute of
+        rules validators recompute (mean, krum, ...), so a forged result under those rules passes here."""
         c, fn = self.conductor, "publish_computed_aggregate"
         rule = str(a["rule"])
         if rule not in _RULES:
@@ -376,20 +450,17 @@ class MockCell:
                     f"RoundAggregate.contributors[{i}]: not strictly ascending "
                     "(contributors are sorted by action hash, without duplicates)",
                 )
-        rnd = int(a["round"])
-        authors = []
-        for i, h in enumerate(contributors):
-            if h not in c.actions or c.actions[h][0] != rnd:
-                raise _invalid(fn, f"RoundAggregate.contributors[{i}]: not a submission of round {rnd}")
-            authors.append(c.actions[h][1])
-        rest = iter(authors)
-        for i, agent in enumerate(bytes(x) for x in a["flagged"]):
-            if not any(x == agent for x in rest):
-                raise _invalid(
-                    fn,
-                    f"RoundAggregate.flagged[{i}]: {hash_b64(agent)} is not a contributor's author (or out of "
-                    "contributor order)",
-                )
+        n, f = len(contributors), int(a.get("f", 0))
+        max_contributors = int(c.properties["max_contributors"])
+        if n > max_contributors:
+            raise _invalid(
+                fn,
+                f"RoundAggregate.contributors: {n} contributors, the DNA allows at most {max_contributors} "
+                "(max_contributors)",
+            )
+        precondition = _precondition(rule, n, f)
+        if precondition is not None:
+            raise _invalid(fn, f"RoundAggregate.f: {precondition}")
         values = np.asarray(a["values"], dtype=np.float32)
         if values.shape[0] != c.spec.dims:
             raise _invalid(
@@ -401,24 +472,93 @@ class MockCell:
             raise _invalid(
                 fn, f"RoundAggregate.result_chunks: non-finite value {values[bad[0]]} at index {int(bad[0])}"
             )
+        bound = _result_norm_bound(rule, n, c.spec.max_norm)
+        norm = l2_norm(values)
+        if bound is not None and norm > bound * (1.0 + NORM_RTOL):
+            raise _invalid(
+                fn,
+                f"RoundAggregate.result_chunks: result norm {_rust_float(norm)} exceeds {_rust_float(bound)}, the "
+                f"most {rule} over {n} contributors within max_norm {_rust_float(c.spec.max_norm)} can give",
+            )
+        rnd = int(a["round"])
+        if any(x["author"] == self._agent for x in c.aggregates.get(rnd, [])):
+            raise _invalid(fn, f"RoundAggregate.round: this author already published an aggregate of round {rnd}")
+        authors = []
+        for i, h in enumerate(contributors):
+            if h not in c.actions or c.actions[h][0] != rnd:
+                raise _invalid(fn, f"RoundAggregate.contributors[{i}]: not a submission of round {rnd}")
+            authors.append(c.actions[h][1])
+        for i, agent in enumerate(authors):
+            if agent in authors[:i]:
+                raise _invalid(
+                    fn,
+                    f"RoundAggregate.contributors[{i}]: a second submission by the author of "
+                    f"contributors[{authors.index(agent)}] in one round (equivocation: neither may count)",
+                )
+        flagged = [bytes(x) for x in a["flagged"]]
+        want = {"krum": max(n - 1, 0), "multi_krum": min(n, f), "personal": len(flagged)}.get(rule, 0)
+        if len(flagged) != want:
+            raise _invalid(
+                fn, f"RoundAggregate.flagged: {len(flagged)} flagged, but {rule} flags {want} of {n} contributors"
+            )
+        rest = iter(authors)
+        for i, agent in enumerate(flagged):
+            if not any(x == agent for x in rest):
+                raise _invalid(
+                    fn,
+                    f"RoundAggregate.flagged[{i}]: {hash_b64(agent)} is not a contributor's author (or out of "
+                    "contributor order)",
+                )
         digest = payload_hash(values)
         action = c.next_action(self._agent, b"aggregate", digest)
         entry = {
             "round": rnd,
             "rule": rule,
-            "f": int(a.get("f", 0)),
+            "f": f,
             "contributors": contributors,
-            "flagged": [bytes(x) for x in a["flagged"]],
+            "flagged": flagged,
             "result_hash": digest,
             "result_chunks": c.chunk_hashes(values),
         }
+        verified = rule != "personal" and n * c.spec.dims <= int(c.properties["recompute_limit"])
         c.aggregates.setdefault(rnd, []).append(
-            {"action_hash": action, "author": self._agent, "aggregate": entry, "values": values.tolist()}
+            {
+                "action_hash": action,
+                "author": self._agent,
+                "aggregate": entry,
+                "values": values.tolist(),
+                "verified": verified,
+            }
         )
         return action
 
     async def _fn_get_round_aggregates(self, round: int) -> list[dict[str, Any]]:
         return list(self.conductor.aggregates.get(int(round), []))
+
+
+def _precondition(rule: str, n: int, f: int) -> str | None:
+    """The core's precondition message for ``rule`` on ``n`` contributors (``None`` when it holds)."""
+    from zerotrustml import aggregators
+    from zerotrustml.exceptions import PreconditionError
+
+    probe = np.zeros((n, 1), dtype=np.float32)  # the core checks counts before it looks at values
+    try:
+        if rule in ("krum", "multi_krum"):
+            aggregators.krum(probe, f)
+        elif rule == "trimmed_mean":
+            aggregators.trimmed_mean(probe, f)
+    except PreconditionError as e:
+        return str(e)
+    return None
+
+
+def _result_norm_bound(rule: str, n: int, max_norm: float) -> float | None:
+    """The integrity zome's bound on a result's norm (``Rule::result_norm_bound``)."""
+    if rule in ("mean", "krum", "multi_krum"):
+        return max_norm
+    if rule in ("median", "trimmed_mean"):
+        return math.sqrt(n) * max_norm
+    return None
 
 
 def _rust_float(v: float) -> str:

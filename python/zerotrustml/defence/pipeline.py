@@ -63,7 +63,7 @@ from zerotrustml.validation import Submission
 F32 = npt.NDArray[np.float32]
 
 #: Example counts above this multiple of the round's median count no more.
-COUNT_CAP = 10.0
+COUNT_CAP = aggregators.DEFAULT_EXAMPLE_CAP
 
 #: Votes for a round: called with the committee and the round's submissions, returns every member's signed votes.
 VoteSource = Callable[[Sequence[str], Sequence[Submission]], Sequence[committee.Vote]]
@@ -337,8 +337,7 @@ def run_round(
     # 5. Aggregate the kept updates, weighted by reputation x capped example count.
     kept = [i for i in range(n) if not flagged[i]]
     if kept:
-        counts = np.array([submissions[i].example_count for i in kept], dtype=np.float64)
-        counts = np.minimum(counts, COUNT_CAP * float(np.median(counts)))
+        counts = aggregators.example_weights([submissions[i].example_count for i in kept], COUNT_CAP)
         rep = np.array([ledger.score(ids[i]) for i in kept], dtype=np.float64)
         weights = counts * rep
         rows = np.stack([np.asarray(submissions[i].values, dtype=np.float32) for i in kept])

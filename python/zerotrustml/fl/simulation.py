@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import defence
+from zerotrustml import aggregators, defence
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
@@ -624,7 +624,8 @@ class Simulation:
             evidence.update(pv.evidence)
         elif ids:
             matrix = np.stack([np.asarray(sub.values, dtype=np.float32) for sub in stored])
-            weights = np.array([sub.example_count for sub in stored], dtype=np.float64)
+            # Claimed counts weigh at most DEFAULT_EXAMPLE_CAP times the median (the DHT's validators agree).
+            weights = aggregators.example_weights([sub.example_count for sub in stored])
             f_eff = min(c.f, max(0, (len(ids) - 1) // 2))
             try:
                 verdict = defence.apply(c.aggregator, matrix, f_eff, center=st.previous, weights=weights)

@@ -9,6 +9,9 @@
 ``network``
     :class:`LocalNetwork`: a bootstrap/signal server and K conductors on
     loopback with the hApp installed once per agent, torn down on exit.
+``admission``
+    Closed networks: the admission key, the membrane proofs it signs
+    (:func:`issue_admission`) and the DNA property that names it.
 ``errors``
     :class:`ConductorError` and its kinds (unavailable, timeout, refused,
     zome error); all are ``StoreError``\\ s.
@@ -19,6 +22,12 @@ The Holochain *backend* (the ``Backend`` interface on the DHT, one agent per
 node) is :class:`zerotrustml.backends.HolochainBackend`, built on this.
 """
 
+from zerotrustml.holochain.admission import (
+    admission_property,
+    generate_admission_key,
+    issue_admission,
+    verify_admission,
+)
 from zerotrustml.holochain.client import AdminClient, AppClient, Cell, Signal, SigningCredentials
 from zerotrustml.holochain.errors import (
     CallRefused,
@@ -44,4 +53,8 @@ __all__ = [
     "LocalNetwork",
     "NetworkError",
     "dna_properties",
+    "admission_property",
+    "generate_admission_key",
+    "issue_admission",
+    "verify_admission",
 ]

@@ -230,20 +230,28 @@ class AdminClient:
         *,
         network_seed: str | None = None,
         role_properties: dict[str, Any] | None = None,
+        membrane_proofs: dict[str, bytes] | None = None,
         timeout: float = 300.0,
     ) -> dict[str, Any]:
-        """Install a hApp from a path for ``agent``; ``role_properties`` overrides each role's DNA properties."""
+        """Install a hApp from a path for ``agent``; ``role_properties`` overrides each role's DNA properties,
+        ``membrane_proofs`` gives a role's membrane proof (see :mod:`zerotrustml.holochain.admission`)."""
         payload: dict[str, Any] = {
             "source": {"type": "path", "value": happ_path},
             "agent_key": agent,
             "installed_app_id": app_id,
             "network_seed": network_seed,
         }
-        if role_properties:
-            payload["roles_settings"] = {
-                role: {"type": "provisioned", "value": {"modifiers": {"properties": props}}}
-                for role, props in role_properties.items()
-            }
+        roles = sorted(set(role_properties or {}) | set(membrane_proofs or {}))
+        if roles:
+            settings: dict[str, Any] = {}
+            for role in roles:
+                value: dict[str, Any] = {}
+                if role_properties and role in role_properties:
+                    value["modifiers"] = {"properties": role_properties[role]}
+                if membrane_proofs and role in membrane_proofs:
+                    value["membrane_proof"] = bytes(membrane_proofs[role])
+                settings[role] = {"type": "provisioned", "value": value}
+            payload["roles_settings"] = settings
         info: dict[str, Any] = await self.request("install_app", payload, timeout)
         return info
 
@@ -477,7 +485,17 @@ class Cell:
         return {"bytes": data, "signature": signature}
 
     async def call(self, fn_name: str, payload: Any = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        return await self.send(self.signed_call(fn_name, payload), fn_name, timeout)
+        """Sign and send one call. A conductor that is still starting its cells (just restarted) answers
+        ``CellDisabled`` without running anything; such a call is signed again and retried within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await self.send(self.signed_call(fn_name, payload), fn_name, timeout)
+            except ZomeCallError as e:
+                if "CellDisabled" not in e.reason or time.monotonic() + 0.5 > deadline:
+                    raise
+            await asyncio.sleep(0.5)
+            timeout = max(0.5, deadline - time.monotonic())
 
     async def send(self, signed: dict[str, bytes], fn_name: str, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Send an already signed call (tests use this to send tampered ones)."""
@@ -485,8 +503,10 @@ class Cell:
             resp = await self.app.request("call_zome", signed, timeout)
         except CallRefused:
             raise
-        except (ConductorUnavailable, ConductorTimeout):
+        except ConductorUnavailable:
             raise
+        except ConductorTimeout as e:
+            raise ConductorTimeout(f"{e} (zome function {fn_name})") from None
         except ConductorError as e:
             reason = zome_reason(str(e))
             rejected = rejection_from(reason)

@@ -42,8 +42,18 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
+import nacl.signing
+
+from zerotrustml._core import DEFAULT_EXAMPLE_CAP
+from zerotrustml.holochain.admission import (
+    OPEN,
+    admission_property,
+    generate_admission_key,
+    issue_admission,
+    parse_admission,
+)
 from zerotrustml.holochain.client import AdminClient, AppClient, Cell, SigningCredentials
-from zerotrustml.holochain.errors import ConductorError
+from zerotrustml.holochain.errors import ConductorError, ConductorTimeout
 from zerotrustml.validation import ModelSpec
 
 __all__ = [
@@ -123,13 +133,20 @@ def dna_properties(
     committee_rate: float = 1.0,
     committee_seed: str = DEFAULT_COMMITTEE_SEED,
     recompute_limit: int = 1_000_000,
+    max_contributors: int = 1000,
+    example_cap: float = DEFAULT_EXAMPLE_CAP,
+    admission: str = OPEN,
 ) -> dict[str, Any]:
     """The DNA properties (zomes/integrity/gradients/src/properties.rs) for a model spec.
 
     ``chunk_values`` defaults to the whole payload in one chunk up to
     100,000 values (400 kB entries; the zome allows up to 500,000).
+    ``admission`` is ``"open"`` or an admission key's property
+    (:func:`~zerotrustml.holochain.admission.admission_property`); a
+    :class:`LocalNetwork` sets its own.
     """
     spec.check()
+    parse_admission(admission)
     return {
         "model_id": spec.model_id,
         "dims": spec.dims,
@@ -140,6 +157,9 @@ def dna_properties(
         "committee_rate": float(committee_rate),
         "committee_seed": committee_seed,
         "recompute_limit": int(recompute_limit),
+        "max_contributors": int(max_contributors),
+        "example_cap": float(example_cap),
+        "admission": admission,
     }
 
 
@@ -305,6 +325,7 @@ class Agent:
     cell: Cell
     app: AppClient
     properties: dict[str, Any] = field(default_factory=dict)
+    membrane_proof: bytes = b""
 
     @property
     def agent_key(self) -> bytes:
@@ -341,9 +362,21 @@ class LocalNetwork:
     work_dir
         Where conductor data and logs go (default: a temporary directory, removed on stop unless ``keep``).
     force_relay
-        Route peer traffic through the local signal server's relay instead of direct WebRTC.
+        Route peer traffic through the local signal server's relay (the default), or try direct WebRTC
+        first (``False``). On loopback the go-pion WebRTC connection between two conductors fails now and
+        then (1 of 6 starts here), and a peer connection that closes is not retried through the relay, so
+        two conductors can stay apart. Through the relay that was rarer (1 of about 30 starts), and
+        :meth:`await_connected` restarts a conductor that stays apart. The local relay is not rate-limited.
     log
         Called with a line of progress text now and then.
+    connect_timeout
+        How long :meth:`start` waits for every conductor to see every agent (see :meth:`await_connected`).
+    restart_after
+        How long a conductor may see only part of the network before :meth:`await_connected` restarts it.
+    admission
+        Who may join (:mod:`zerotrustml.holochain.admission`): by default, when ``properties`` are given, a fresh
+        admission key held by this object, which issues each agent's membrane proof; a ``SigningKey`` to use
+        that key; ``"open"`` to admit anyone. It overrides ``properties["admission"]``.
     """
 
     def __init__(
@@ -357,8 +390,11 @@ class LocalNetwork:
         bin_dir: str | os.PathLike[str] | None = None,
         work_dir: str | os.PathLike[str] | None = None,
         keep: bool = False,
-        force_relay: bool = False,
+        force_relay: bool = True,
         log: Any = None,
+        connect_timeout: float = 180.0,
+        restart_after: float = 45.0,
+        admission: nacl.signing.SigningKey | str | None = None,
     ) -> None:
         if agents < 1:
             raise ValueError(f"agents: must be at least 1, got {agents}")
@@ -367,6 +403,17 @@ class LocalNetwork:
         self.n_agents = agents
         self.n_conductors = conductors
         self.properties = dict(properties) if properties is not None else None
+        self.admission_key: nacl.signing.SigningKey | None = None
+        if isinstance(admission, nacl.signing.SigningKey) or (admission is None and properties is not None):
+            if self.properties is None:
+                raise ValueError("admission: a network closed by an admission key needs its DNA properties")
+            self.admission_key = admission if admission is not None else generate_admission_key()
+            self.properties["admission"] = admission_property(self.admission_key)
+        elif admission is not None:
+            if admission != OPEN:
+                raise ValueError(f'admission: a SigningKey, "open" or None, got {admission!r}')
+            if self.properties is not None:
+                self.properties["admission"] = OPEN
         self.network_seed = network_seed or f"ztml-{secrets.token_hex(8)}"
         self.bin_dir = find_bin_dir(bin_dir)
         self.happ = find_happ(happ)
@@ -376,11 +423,14 @@ class LocalNetwork:
         self.keep = keep
         self.force_relay = force_relay
         self._log = log
+        self.connect_timeout = connect_timeout
+        self.restart_after = restart_after
         self.bootstrap: _Proc | None = None
         self.bootstrap_port: int | None = None
         self.conductors: list[_Conductor] = []
         self.agents: list[Agent] = []
         self._old_handlers: dict[int, Any] = {}
+        self._extra = 0  # agents tried with add_agent (each gets a fresh app id, installed or not)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -439,7 +489,15 @@ class LocalNetwork:
         t0 = time.monotonic()
         self.bootstrap = _Proc(
             "bootstrap server",
-            [str(self.bin_dir / "kitsune2-bootstrap-srv"), "--listen", "127.0.0.1:0"],
+            [
+                str(self.bin_dir / "kitsune2-bootstrap-srv"),
+                "--listen",
+                "127.0.0.1:0",
+                # Every conductor is 127.0.0.1 here: a per-IP rate limit would throttle the whole network.
+                "--sbd-disable-rate-limiting",
+                "--max-entries-per-space",
+                str(max(32, 2 * self.n_agents)),
+            ],
             self.work_dir / "bootstrap.log",
             _BOOTSTRAP_MARK,
         )
@@ -467,6 +525,8 @@ class LocalNetwork:
         self.agents = sorted((a for group in results for a in group), key=lambda a: int(a.name.split("-")[1]))
         await self.share_peer_infos()
         self._say(f"{self.n_agents} agent(s) installed after {time.monotonic() - t0:.1f} s")
+        await self.await_connected()
+        self._say(f"every conductor sees all {self.n_agents} agent(s) after {time.monotonic() - t0:.1f} s")
 
     async def _boot(self, c: _Conductor) -> None:
         env = dict(os.environ)
@@ -486,16 +546,35 @@ class LocalNetwork:
     async def _install_many(self, c: _Conductor, indices: Sequence[int]) -> list[Agent]:
         return [await self._install(c, i) for i in indices]
 
-    async def _install(self, c: _Conductor, index: int) -> Agent:
+    async def add_agent(self, conductor: int = 0, *, membrane_proof: bytes | None = None) -> Agent:
+        """Install one more agent on a running conductor and wait until every conductor sees it.
+
+        Its membrane proof is issued with the network's admission key unless ``membrane_proof`` is given (tests
+        try intruders this way); a proof the DNA refuses fails the install with a :class:`ConductorError`
+        naming the reason.
+        """
+        c = self.conductors[conductor]
+        index = self.n_agents + self._extra
+        self._extra += 1
+        agent = await self._install(c, index, membrane_proof)
+        self.agents.append(agent)
+        await self.share_peer_infos()
+        await self.await_connected()
+        return agent
+
+    async def _install(self, c: _Conductor, index: int, membrane_proof: bytes | None = None) -> Agent:
         assert c.admin is not None and c.app_port is not None
         app_id = f"zerotrustml-{index}"
         key = await c.admin.generate_agent_pub_key()
+        if membrane_proof is None and self.admission_key is not None:
+            membrane_proof = issue_admission(self.admission_key, key, self.network_seed)
         info = await c.admin.install_app(
             app_id,
             str(self.happ),
             key,
             network_seed=self.network_seed,
             role_properties={APP_ROLE: self.properties} if self.properties is not None else None,
+            membrane_proofs={APP_ROLE: membrane_proof} if membrane_proof is not None else None,
         )
         cells = info["cell_info"][APP_ROLE]
         provisioned = next(x["value"] for x in cells if x["type"] == "provisioned")
@@ -511,7 +590,7 @@ class LocalNetwork:
         cell = Cell(app, cell_id, creds, ZOME)
         # The first call runs init (remote-signal grant, participants link) before anyone counts on it.
         props = await cell.call("get_model_properties", None)
-        return Agent(f"agent-{index}", c.index, app_id, cell, app, props)
+        return Agent(f"agent-{index}", c.index, app_id, cell, app, props, membrane_proof or b"")
 
     async def _reconnect_app(self, c: _Conductor, app_id: str) -> tuple[int, Any]:
         async with c.lock:  # agents of one conductor reconnect one at a time: one admin socket, one interface
@@ -538,6 +617,59 @@ class LocalNetwork:
             assert c.admin is not None
             await c.admin.request("add_agent_info", {"agent_infos": infos})
 
+    async def await_connected(self, timeout: float | None = None) -> None:
+        """Wait until one agent on every conductor reads every agent's join link through the network.
+
+        Conductors that hold each other's peer infos still take a moment to open connections; a call that
+        needs another conductor's data before then waits on the network. This barrier makes a network that
+        :meth:`start` returns ready for use. Peer infos are shared again while waiting, and a conductor that
+        still sees only part of the network after ``restart_after`` seconds is restarted on its data (now
+        and then a conductor's transport never reaches the others, and a restart is what brings it in;
+        its agents' clients reconnect by themselves).
+
+        Raises
+        ------
+        ConductorTimeout
+            Naming, per conductor, how many of the agents it could see when time ran out.
+        """
+        timeout = self.connect_timeout if timeout is None else timeout
+        want = sorted(a.agent_key for a in self.agents)
+        first = {a.conductor: a for a in reversed(self.agents)}
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        next_restart = t0 + self.restart_after
+        restarts = 0
+        seen: dict[int, int] = {}
+        while True:
+            waiting = [ci for ci in sorted(first) if seen.get(ci) != len(want)]
+            for ci in waiting:
+                try:
+                    got = await first[ci].cell.call("get_participants", None, timeout=max(1.0, min(30.0, timeout)))
+                except ConductorTimeout:
+                    continue
+                seen[ci] = len(set(map(bytes, got)) & set(want))
+            if all(seen.get(ci) == len(want) for ci in first):
+                return
+            if time.monotonic() > deadline:
+                counts = ", ".join(f"conductor {ci}: {seen.get(ci, 0)}" for ci in sorted(first))
+                raise ConductorTimeout(
+                    f"network not connected after {timeout:g} s: agents seen of {len(want)} ({counts})"
+                )
+            now = time.monotonic()
+            stuck = [ci for ci in sorted(first) if seen.get(ci) != len(want)]
+            if len(self.conductors) > 1 and stuck and now > next_restart and now + 30 < deadline:
+                ci = stuck[restarts % len(stuck)]
+                self._say(
+                    f"conductor {ci} sees {seen.get(ci, 0)} of {len(want)} agents after {now - t0:.0f} s: "
+                    "restarting it on its data"
+                )
+                await self.kill_conductor(ci)
+                await self._boot(self.conductors[ci])
+                restarts += 1
+                next_restart = time.monotonic() + self.restart_after
+            await self.share_peer_infos()
+            await asyncio.sleep(0.5)
+
     # -- faults -------------------------------------------------------------------------------------------------
     async def kill_conductor(self, index: int) -> None:
         """Kill a conductor process outright (SIGKILL), as a crash would."""
@@ -557,6 +689,7 @@ class LocalNetwork:
             raise ConductorError(f"conductor {index}: still running; kill it first")
         await self._boot(c)
         await self.share_peer_infos()
+        await self.await_connected()
 
     # -- teardown -----------------------------------------------------------------------------------------------
     def kill_processes(self) -> None:

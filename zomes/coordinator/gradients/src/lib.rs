@@ -67,6 +67,18 @@ pub fn init() -> ExternResult<InitCallbackResult> {
     Ok(InitCallbackResult::Pass)
 }
 
+/// Every agent that has joined (linked itself from the `participants`
+/// anchor in `init`) and that this agent can reach, sorted by key. Local
+/// networks wait for every agent to see every other one before use.
+#[hdk_extern]
+pub fn get_participants() -> ExternResult<Vec<AgentPubKey>> {
+    let links = get_links(LinkQuery::try_new(participants_anchor()?, LinkTypes::Participants)?, GetStrategy::Network)?;
+    let mut agents: Vec<AgentPubKey> = links.into_iter().filter_map(|l| l.target.into_agent_pub_key()).collect();
+    agents.sort_by(|a, b| a.get_raw_39().cmp(b.get_raw_39()));
+    agents.dedup();
+    Ok(agents)
+}
+
 /// The DNA properties this cell validates against (model spec, chunk size,
 /// committee parameters, recompute bound).
 #[hdk_extern]

@@ -14,10 +14,14 @@ pub struct RegistrationOutput {
 }
 
 /// Commits this agent's registration and links it from the `nodes` anchor.
-/// Refused by validation when the signature does not verify or the agent
+/// An empty `admission` is filled with this agent's own membrane proof.
+/// Refused by validation when a signature does not verify or the agent
 /// is already registered.
 #[hdk_extern]
-pub fn register_node(registration: NodeRegistration) -> ExternResult<ActionHash> {
+pub fn register_node(mut registration: NodeRegistration) -> ExternResult<ActionHash> {
+    if registration.admission.is_empty() {
+        registration.admission = own_membrane_proof()?;
+    }
     let action_hash = create_entry(&EntryTypes::NodeRegistration(registration))?;
     create_link(nodes_anchor()?, action_hash.clone(), LinkTypes::NodeRegistrations, ())?;
     Ok(action_hash)
@@ -44,4 +48,16 @@ pub fn get_node_registrations() -> ExternResult<Vec<RegistrationOutput>> {
         .collect();
     out.sort_by(|a, b| a.action_hash.get_raw_39().cmp(b.action_hash.get_raw_39()));
     Ok(out)
+}
+
+/// The membrane proof this agent joined with (empty when it had none).
+fn own_membrane_proof() -> ExternResult<Vec<u8>> {
+    let genesis = query(ChainQueryFilter::new().action_type(ActionType::AgentValidationPkg))?;
+    Ok(genesis
+        .first()
+        .and_then(|r| match r.action() {
+            Action::AgentValidationPkg(pkg) => pkg.membrane_proof.as_ref().map(|p| p.bytes().clone()),
+            _ => None,
+        })
+        .unwrap_or_default())
 }

@@ -1,4 +1,4 @@
-//! Calls for reputation records: publish a score, read an agent's latest.
+//! Calls for reputation records: publish an opinion, read every author's latest and their median.
 
 use gradients_integrity::*;
 use hdk::prelude::*;
@@ -43,15 +43,38 @@ pub fn get_reputation_history(agent: AgentPubKey) -> ExternResult<Vec<Reputation
         .collect())
 }
 
-/// The latest record about `agent`: the highest round, then the newest
-/// action, then the largest action hash (so every reader picks the same).
+/// What the DHT says about `agent`: each author's latest opinion (highest
+/// round, then newest action, then largest hash; sorted by author) and
+/// their median. A record's round orders only its own author's opinions;
+/// no single author decides the view.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ReputationView {
+    pub agent: AgentPubKey,
+    pub opinions: Vec<ReputationOutput>,
+    /// The median of the opinions' scores (mean of the middle two for an
+    /// even count); `None` without opinions.
+    pub median: Option<f64>,
+}
+
 #[hdk_extern]
-pub fn get_reputation(agent: AgentPubKey) -> ExternResult<Option<ReputationOutput>> {
-    Ok(get_reputation_history(agent)?.into_iter().max_by(|a, b| {
-        (a.record.round, a.timestamp, a.action_hash.get_raw_39()).cmp(&(
-            b.record.round,
-            b.timestamp,
-            b.action_hash.get_raw_39(),
-        ))
-    }))
+pub fn get_reputation(agent: AgentPubKey) -> ExternResult<ReputationView> {
+    let mut latest: Vec<ReputationOutput> = Vec::new();
+    for r in get_reputation_history(agent.clone())? {
+        let key = |x: &ReputationOutput| (x.record.round, x.timestamp, x.action_hash.get_raw_39().to_vec());
+        match latest.iter_mut().find(|x| x.author == r.author) {
+            Some(cur) if key(&r) > key(cur) => *cur = r,
+            Some(_) => {}
+            None => latest.push(r),
+        }
+    }
+    latest.sort_by(|a, b| a.author.get_raw_39().cmp(b.author.get_raw_39()));
+    let mut scores: Vec<f64> = latest.iter().map(|x| x.record.score).collect();
+    scores.sort_by(f64::total_cmp);
+    let n = scores.len();
+    let median = match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(scores[n / 2]),
+        _ => Some((scores[n / 2 - 1] + scores[n / 2]) / 2.0),
+    };
+    Ok(ReputationView { agent, opinions: latest, median })
 }

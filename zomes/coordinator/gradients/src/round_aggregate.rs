@@ -59,6 +59,11 @@ pub struct AggregateOutput {
     pub author: AgentPubKey,
     pub aggregate: RoundAggregate,
     pub values: Vec<f32>,
+    /// Whether validators recomputed it (a rule they can recompute, within
+    /// `recompute_limit`). Otherwise it is its author's claim, checked for
+    /// structure, preconditions and result norm only: recompute it before
+    /// relying on it.
+    pub verified: bool,
 }
 
 /// Applies the rule to the given submissions, sorted by action hash.
@@ -69,13 +74,19 @@ pub(crate) fn compute(
     mut subs: Vec<SubmissionOutput>,
 ) -> ExternResult<AggregateComputation> {
     let rule = Rule::parse(rule_name).map_err(guest)?;
+    // Two submissions by one author in a round (a forked chain) are equivocation: neither counts.
+    let mut per_author: std::collections::HashMap<AgentPubKey, usize> = std::collections::HashMap::new();
+    for s in &subs {
+        *per_author.entry(s.author.clone()).or_default() += 1;
+    }
+    subs.retain(|s| per_author.get(&s.author) == Some(&1));
     subs.sort_by(|a, b| a.action_hash.get_raw_39().cmp(b.action_hash.get_raw_39()));
     if subs.is_empty() {
         return Err(guest(format!("round {round}: no submissions reachable to aggregate")));
     }
     let counts: Vec<u64> = subs.iter().map(|s| s.submission.example_count).collect();
     let rows: Vec<Vec<f32>> = subs.iter().map(|s| s.values.clone()).collect();
-    let result = recompute(rule, f, &rows, &counts).map_err(guest)?;
+    let result = recompute(rule, f, &rows, &counts, properties()?.example_cap).map_err(guest)?;
     let flagged = result.flagged.iter().filter_map(|i| subs.get(*i)).map(|s| s.author.clone()).collect();
     Ok(AggregateComputation {
         round,
@@ -138,7 +149,7 @@ pub fn publish_computed_aggregate(input: PublishComputedInput) -> ExternResult<A
 }
 
 /// Every aggregate published for `round` that this agent can reach, with
-/// its result values.
+/// its result values and whether validators recomputed it.
 #[hdk_extern]
 pub fn get_round_aggregates(round: u64) -> ExternResult<Vec<AggregateOutput>> {
     let links =
@@ -153,11 +164,14 @@ pub fn get_round_aggregates(round: u64) -> ExternResult<Vec<AggregateOutput>> {
     let payloads: Vec<(&[EntryHash], &[u8])> =
         found.iter().map(|(_, _, a)| (a.result_chunks.as_slice(), a.result_hash.as_slice())).collect();
     let values = read_payloads(&payloads)?;
+    let props = properties()?;
     Ok(found
         .into_iter()
         .zip(values)
         .filter_map(|((action_hash, author, aggregate), values)| {
-            values.map(|values| AggregateOutput { action_hash, author, aggregate, values })
+            let verified = Rule::parse(&aggregate.rule).is_ok_and(|r| r.recomputable())
+                && within_recompute_limit(aggregate.contributors.len(), props.dims, props.recompute_limit);
+            values.map(|values| AggregateOutput { action_hash, author, aggregate, values, verified })
         })
         .collect())
 }

@@ -17,6 +17,7 @@
 
 use hdi::prelude::*;
 
+mod admission;
 mod chain;
 mod committee_vote;
 mod gradient_chunk;
@@ -27,6 +28,7 @@ mod properties;
 mod reputation_record;
 mod round_aggregate;
 
+pub use admission::*;
 pub use chain::*;
 pub use committee_vote::*;
 pub use gradient_chunk::*;
@@ -146,8 +148,14 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
                 Some(link_type) => immutable_link(link_type),
                 None => Ok(ValidateCallbackResult::Valid),
             },
+            OpRecord::AgentValidationPkg { membrane_proof, action } => {
+                validate_agent_validation_pkg(&action, &membrane_proof)
+            }
             _ => Ok(ValidateCallbackResult::Valid),
         },
+        FlatOp::RegisterAgentActivity(OpActivity::AgentValidationPkg { membrane_proof, action }) => {
+            validate_agent_validation_pkg(&action, &membrane_proof)
+        }
         FlatOp::RegisterAgentActivity(_) => Ok(ValidateCallbackResult::Valid),
     }
 }
@@ -156,9 +164,9 @@ fn validate_create(action: EntryCreationAction, entry: EntryTypes) -> ExternResu
     to_callback(match &entry {
         EntryTypes::GradientSubmission(s) => validate_create_gradient_submission(&action, s),
         EntryTypes::GradientChunk(c) => validate_create_gradient_chunk(c),
-        EntryTypes::RoundAggregate(a) => validate_create_round_aggregate(a),
+        EntryTypes::RoundAggregate(a) => validate_create_round_aggregate(&action, a),
         EntryTypes::CommitteeVote(v) => validate_create_committee_vote(&action, v),
-        EntryTypes::ReputationRecord(r) => validate_create_reputation_record(r),
+        EntryTypes::ReputationRecord(r) => validate_create_reputation_record(&action, r),
         EntryTypes::NodeRegistration(r) => validate_create_node_registration(&action, r),
     })
 }

@@ -14,14 +14,17 @@
 //! The signature proves the registrant holds the node key, and names the
 //! agent, so nobody can replay another node's registration under their own
 //! agent. One registration per agent (its earlier chain is walked), and it
-//! is immutable. Two agents may claim the same node id or key; validators
+//! is immutable. On a closed network it carries the agent's admission proof
+//! (`crate::admission`), checked again here. Two agents may claim the same node id or key; validators
 //! cannot see the whole DHT, so readers resolve it (see the coordinator's
 //! `get_node_registrations`) and the committee lottery counts a key, not an
 //! id.
 
 use hdi::prelude::*;
 
-use crate::{check, created_entry, earlier_entries, link_target_action, nodes_anchor, UnitEntryTypes, Verdict};
+use crate::{
+    admitted, check, created_entry, earlier_entries, link_target_action, nodes_anchor, UnitEntryTypes, Verdict,
+};
 
 /// Domain tag at the start of a registration's signed message.
 pub const REGISTRATION_DOMAIN: &[u8] = b"zerotrustml/node-registration/v1";
@@ -42,6 +45,11 @@ pub struct NodeRegistration {
     /// Ed25519 signature by `node_key` over the message in the module docs.
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// The agent's admission proof, the same bytes as its membrane proof
+    /// (`crate::admission`); empty on an open network. Carried here so that
+    /// whoever trusts a registration trusts an admitted agent.
+    #[serde(with = "serde_bytes", default)]
+    pub admission: Vec<u8>,
 }
 
 fn lp(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -101,6 +109,7 @@ pub fn validate_create_node_registration(action: &EntryCreationAction, r: &NodeR
             "NodeRegistration.signature: does not verify under node_key for this agent and node_id".to_string()
         ));
     }
+    check!(admitted(action.author(), Some(&r.admission), "NodeRegistration.admission")?);
     let earlier: Vec<NodeRegistration> =
         earlier_entries(action.author(), action.prev_action(), UnitEntryTypes::NodeRegistration)?;
     Ok(check_first_registration(earlier.len()))
@@ -140,7 +149,7 @@ mod tests {
     use super::*;
 
     fn reg() -> NodeRegistration {
-        NodeRegistration { node_id: "node-03".into(), node_key: vec![5; 32], signature: vec![1; 64] }
+        NodeRegistration { node_id: "node-03".into(), node_key: vec![5; 32], signature: vec![1; 64], admission: vec![] }
     }
 
     #[test]

@@ -7,12 +7,17 @@
 
 use hdi::prelude::*;
 use zerotrustml_core::committee::check_committee_rate;
+use zerotrustml_core::examples::check_example_cap;
 use zerotrustml_core::validation::{check_spec, ModelSpec};
 
 /// Largest `chunk_values`: a chunk is msgpack of `{index, values}` at 5 bytes
 /// per float32, and Holochain refuses entries above 4 MB; 500,000 values is
 /// 2.5 MB, leaving room for the envelope.
 pub const MAX_CHUNK_VALUES: u64 = 500_000;
+
+/// Largest `max_contributors`: a Krum recompute holds an n x n f64 Gram
+/// matrix (8 x 4096^2 bytes = 128 MiB at this bound; wasm32 has 4 GiB).
+pub const MAX_CONTRIBUTORS: u64 = 4096;
 
 /// The DNA properties (all required except `max_round`).
 #[derive(Serialize, Deserialize, SerializedBytes, Debug, Clone, PartialEq)]
@@ -39,6 +44,41 @@ pub struct ModelProperties {
     /// Validators recompute an aggregate only when contributors x dims is at
     /// most this; above it they check its structure only.
     pub recompute_limit: u64,
+    /// Most contributors an aggregate may list (the Krum Gram matrix is
+    /// n x n; this bounds every validator's work whatever `dims` is).
+    pub max_contributors: u64,
+    /// How far above the round's median example count one submission's
+    /// claimed count may weigh in a `mean` (`zerotrustml_core::examples`).
+    pub example_cap: f64,
+    /// Who may join (`crate::admission`): `"ed25519:<64 hex>"`, the public
+    /// key that signs membrane proofs, or `"open"` to admit every agent.
+    pub admission: String,
+}
+
+/// The admission rule named by the `admission` property.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Every agent may join (tests, public demos).
+    Open,
+    /// Only agents with a proof signed by this Ed25519 key.
+    Key([u8; 32]),
+}
+
+/// Reads the `admission` property.
+pub fn parse_admission(value: &str) -> Result<Admission, String> {
+    if value == "open" {
+        return Ok(Admission::Open);
+    }
+    let bad = || format!("DNA properties: admission must be \"open\" or \"ed25519:\" and 64 hex digits, got {value:?}");
+    let hex = value.strip_prefix("ed25519:").ok_or_else(bad)?;
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(Admission::Key(key))
 }
 
 impl ModelProperties {
@@ -53,9 +93,15 @@ impl ModelProperties {
         }
     }
 
+    /// The admission rule (see [`parse_admission`]).
+    pub fn admission(&self) -> Result<Admission, String> {
+        parse_admission(&self.admission)
+    }
+
     /// The properties are usable: the core accepts the spec, chunks fit in
-    /// an entry, the committee rate is a probability.
+    /// an entry, the committee rate is a probability, admission is named.
     pub fn check(&self) -> Result<(), String> {
+        self.admission()?;
         check_spec(&self.spec()).map_err(|r| format!("DNA properties: {r}"))?;
         if !(1..=MAX_CHUNK_VALUES).contains(&self.chunk_values) {
             return Err(format!(
@@ -64,6 +110,13 @@ impl ModelProperties {
             ));
         }
         check_committee_rate(self.committee_rate).map_err(|e| format!("DNA properties: committee_rate {e}"))?;
+        check_example_cap(self.example_cap).map_err(|e| format!("DNA properties: example_cap {e}"))?;
+        if !(1..=MAX_CONTRIBUTORS).contains(&self.max_contributors) {
+            return Err(format!(
+                "DNA properties: max_contributors must be in 1..={MAX_CONTRIBUTORS}, got {}",
+                self.max_contributors
+            ));
+        }
         Ok(())
     }
 }
@@ -95,6 +148,9 @@ pub(crate) mod tests {
             committee_rate: 0.5,
             committee_seed: "ztml-committee-v1".into(),
             recompute_limit: 1_000_000,
+            max_contributors: 1000,
+            example_cap: 10.0,
+            admission: "open".into(),
         }
     }
 
@@ -112,6 +168,13 @@ pub(crate) mod tests {
             (ModelProperties { committee_rate: f64::NAN, ..props() }, "committee_rate"),
             (ModelProperties { dims: 0, ..props() }, "dims"),
             (ModelProperties { max_payload_bytes: 95, ..props() }, "max_payload_bytes"),
+            (ModelProperties { admission: "closed".into(), ..props() }, "admission"),
+            (ModelProperties { example_cap: 0.5, ..props() }, "example_cap"),
+            (ModelProperties { max_contributors: 0, ..props() }, "max_contributors"),
+            (ModelProperties { max_contributors: MAX_CONTRIBUTORS + 1, ..props() }, "max_contributors"),
+            (ModelProperties { example_cap: f64::INFINITY, ..props() }, "example_cap"),
+            (ModelProperties { admission: format!("ed25519:{}", "a".repeat(63)), ..props() }, "admission"),
+            (ModelProperties { admission: format!("ed25519:{}", "g".repeat(64)), ..props() }, "admission"),
         ];
         for (p, field) in cases {
             let err = p.check().unwrap_err();
@@ -133,6 +196,9 @@ pub(crate) mod tests {
             committee_rate: f64,
             committee_seed: &'a str,
             recompute_limit: u64,
+            max_contributors: u64,
+            example_cap: u64, // an integer in YAML
+            admission: &'a str,
         }
         let raw = Raw {
             model_id: "m",
@@ -144,11 +210,17 @@ pub(crate) mod tests {
             committee_rate: 1.0,
             committee_seed: "s",
             recompute_limit: 9,
+            max_contributors: 7,
+            example_cap: 4,
+            admission: "ed25519:00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff",
         };
         let bytes = SerializedBytes::from(UnsafeBytes::from(holochain_serialized_bytes::encode(&raw).unwrap()));
         let p = ModelProperties::try_from(bytes).unwrap();
         assert_eq!(p.max_norm, 10.0);
         assert_eq!(p.max_round, None);
         assert_eq!(p.check(), Ok(()));
+        let Ok(Admission::Key(key)) = p.admission() else { panic!("admission key not read") };
+        assert_eq!(key[..2], [0x00, 0xff]);
+        assert_eq!(props().admission(), Ok(Admission::Open));
     }
 }

@@ -1,8 +1,12 @@
 //! Reputation records: an author's score of an agent after a round.
 //!
-//! A record is its author's claim (the action signature says whose); the
-//! DHT only guarantees its form. Readers choose whose records they trust,
-//! which is why the committee lottery does not weigh by reputation.
+//! A record is its author's opinion (the action signature says whose) of
+//! another agent; the DHT guarantees its form and that nobody rates itself.
+//! No record is a fact: readers combine the latest opinion of each author
+//! (the coordinator's `get_reputation` gives them and their median), so one
+//! author cannot set anyone's standing, and a record's round number only
+//! orders its own author's opinions. This is why the committee lottery does
+//! not weigh by reputation.
 
 use hdi::prelude::*;
 
@@ -32,7 +36,18 @@ pub fn check_reputation(max_round: Option<u64>, r: &ReputationRecord) -> Result<
     Ok(())
 }
 
-pub fn validate_create_reputation_record(r: &ReputationRecord) -> Verdict {
+/// A record is one agent's opinion of another: nobody rates itself.
+pub fn check_not_self(author: &AgentPubKey, r: &ReputationRecord) -> Result<(), String> {
+    if author == &r.agent {
+        return Err("ReputationRecord.agent: an agent cannot publish its own reputation (a record is its \
+                    author's opinion of another agent)"
+            .to_string());
+    }
+    Ok(())
+}
+
+pub fn validate_create_reputation_record(action: &EntryCreationAction, r: &ReputationRecord) -> Verdict {
+    check!(check_not_self(action.author(), r));
     let props = check!(model_properties()?);
     Ok(check_reputation(props.max_round, r))
 }
@@ -67,6 +82,14 @@ mod tests {
 
     fn record(score: f64, round: u64) -> ReputationRecord {
         ReputationRecord { agent: AgentPubKey::from_raw_32(vec![3; 32]), round, score }
+    }
+
+    #[test]
+    fn nobody_rates_itself() {
+        let r = record(1.0, 1);
+        let err = check_not_self(&r.agent, &r).unwrap_err();
+        assert!(err.starts_with("ReputationRecord.agent: an agent cannot publish its own reputation"), "{err}");
+        assert_eq!(check_not_self(&AgentPubKey::from_raw_32(vec![4; 32]), &r), Ok(()));
     }
 
     #[test]

@@ -42,12 +42,14 @@
 //! themselves.
 
 use hdi::prelude::*;
-use zerotrustml_core::validation::{payload_hash, Rejection};
+use zerotrustml_core::aggregate::{check_krum_precondition, check_trimmed_mean_precondition};
+use zerotrustml_core::examples::capped_example_weights;
+use zerotrustml_core::validation::{payload_hash, Rejection, NORM_RTOL};
 use zerotrustml_core::{krum, mean, median, multi_krum, trimmed_mean, CoreError, KrumVariant, Rows};
 
 use crate::{
-    check, created_entry, fetch_payload, hash32, link_target_action, model_properties, rejection, round_anchor,
-    GradientSubmission, UnitEntryTypes, Verdict,
+    check, created_entry, earlier_entries, fetch_payload, hash32, link_target_action, model_properties, rejection,
+    round_anchor, GradientSubmission, UnitEntryTypes, Verdict,
 };
 
 /// A published aggregate of one round.
@@ -121,6 +123,83 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// The rule's precondition on `n` contributors and `f` (the core's own
+    /// check, so validators refuse an aggregate the rule could not produce
+    /// even when they do not recompute it).
+    pub fn check_precondition(self, n: usize, f: u32) -> Result<(), String> {
+        let f = usize::try_from(f).unwrap_or(usize::MAX);
+        let checked = match self {
+            Rule::Krum | Rule::MultiKrum => check_krum_precondition(n, f),
+            Rule::TrimmedMean => check_trimmed_mean_precondition(n, f),
+            Rule::Mean | Rule::Median | Rule::Personal => Ok(()),
+        };
+        checked.map_err(|e| core_error(self, e))
+    }
+
+    /// The largest result norm the rule can give when every contributor's
+    /// norm is at most `max_norm`: a mean, Krum's pick and Multi-Krum's mean
+    /// stay in the contributors' convex hull (`max_norm`); a coordinate-wise
+    /// median or trimmed mean takes each coordinate from some contributor, so
+    /// its squared norm is at most the sum of theirs (`sqrt(n) * max_norm`).
+    /// `None` for `personal` (its author's own defence, not bounded here).
+    pub fn result_norm_bound(self, n: usize, max_norm: f64) -> Option<f64> {
+        match self {
+            Rule::Mean | Rule::Krum | Rule::MultiKrum => Some(max_norm),
+            Rule::Median | Rule::TrimmedMean => Some((n as f64).sqrt() * max_norm),
+            Rule::Personal => None,
+        }
+    }
+}
+
+/// The result's norm within what the rule can give (float32 rounding
+/// allowed for with the core's `NORM_RTOL`).
+pub fn check_result_norm(rule: Rule, n: usize, norm: f64, max_norm: f64) -> Result<(), String> {
+    if let Some(bound) = rule.result_norm_bound(n, max_norm) {
+        if norm > bound * (1.0 + NORM_RTOL) {
+            return Err(format!(
+                "RoundAggregate.result_chunks: result norm {norm} exceeds {bound}, the most {} over {n} \
+                 contributors within max_norm {max_norm} can give",
+                rule.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// At most `max` contributors: the Krum Gram matrix is n x n, so the bound
+/// keeps every validator's memory and time in reach whatever the dims.
+pub fn check_contributor_count(n: usize, max: u64) -> Result<(), String> {
+    if n as u64 > max {
+        return Err(format!(
+            "RoundAggregate.contributors: {n} contributors, the DNA allows at most {max} (max_contributors)"
+        ));
+    }
+    Ok(())
+}
+
+/// No author twice: two submissions by one author in a round (a forked
+/// chain) are equivocation, and neither may count.
+pub fn check_distinct_authors(authors: &[AgentPubKey]) -> Result<(), String> {
+    for (i, a) in authors.iter().enumerate() {
+        if let Some(j) = authors[..i].iter().position(|b| b == a) {
+            return Err(format!(
+                "RoundAggregate.contributors[{i}]: a second submission by the author of contributors[{j}] in one \
+                 round (equivocation: neither may count)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One aggregate per author per round, given the rounds of its earlier ones.
+pub fn check_first_aggregate(round: u64, earlier_rounds: &[u64]) -> Result<(), String> {
+    if earlier_rounds.contains(&round) {
+        return Err(format!("RoundAggregate.round: this author already published an aggregate of round {round}"));
+    }
+    Ok(())
+}
+
 /// A rule's result on the contributors' payloads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recomputed {
@@ -137,10 +216,17 @@ fn core_error(rule: Rule, e: CoreError) -> String {
 }
 
 /// Applies `rule` with the core to `rows` (one payload per contributor, in
-/// contributor order). `example_counts` weight the mean. Deterministic: the
+/// contributor order). `example_counts` weight the mean, each capped at
+/// `example_cap` times their median (`zerotrustml_core::examples`). Deterministic: the
 /// core's kernels sum in a fixed order whatever the platform, and the zomes
 /// all run the same wasm.
-pub fn recompute(rule: Rule, f: u32, rows: &[Vec<f32>], example_counts: &[u64]) -> Result<Recomputed, String> {
+pub fn recompute(
+    rule: Rule,
+    f: u32,
+    rows: &[Vec<f32>],
+    example_counts: &[u64],
+    example_cap: f64,
+) -> Result<Recomputed, String> {
     let views: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
     let rows = Rows::new(views).map_err(|e| core_error(rule, e))?;
     let n = rows.n();
@@ -154,7 +240,7 @@ pub fn recompute(rule: Rule, f: u32, rows: &[Vec<f32>], example_counts: &[u64]) 
                     example_counts.len()
                 ));
             }
-            let w: Vec<f64> = example_counts.iter().map(|c| *c as f64).collect();
+            let w = capped_example_weights(example_counts, example_cap);
             (mean(&rows, Some(&w)).map_err(|e| core_error(rule, e))?.vector, Vec::new())
         }
         Rule::Krum => {
@@ -280,16 +366,23 @@ pub fn within_recompute_limit(n: usize, dims: u64, limit: u64) -> bool {
     (n as u64).saturating_mul(dims) <= limit
 }
 
-pub fn validate_create_round_aggregate(a: &RoundAggregate) -> Verdict {
+pub fn validate_create_round_aggregate(action: &EntryCreationAction, a: &RoundAggregate) -> Verdict {
     let props = check!(model_properties()?);
     let rule = check!(Rule::parse(&a.rule));
     let result_hash = check!(hash32(&a.result_hash, "RoundAggregate.result_hash"));
     check!(check_contributor_order(&a.contributors));
+    check!(check_contributor_count(a.contributors.len(), props.max_contributors));
+    check!(rule.check_precondition(a.contributors.len(), a.f));
 
     // The result first: it is one payload, the contributors are n.
     let (digest, _) =
         check!(fetch_payload("RoundAggregate.result_chunks", &a.result_chunks, props.dims, props.chunk_values, false)?);
     check!(check_result_digest(props.dims, &result_hash, &digest));
+    check!(check_result_norm(rule, a.contributors.len(), digest.norm(), props.max_norm));
+    let earlier: Vec<RoundAggregate> =
+        earlier_entries(action.author(), action.prev_action(), UnitEntryTypes::RoundAggregate)?;
+    let rounds: Vec<u64> = earlier.iter().map(|e| e.round).collect();
+    check!(check_first_aggregate(a.round, &rounds));
 
     let mut authors = Vec::with_capacity(a.contributors.len());
     let mut submissions = Vec::with_capacity(a.contributors.len());
@@ -303,6 +396,7 @@ pub fn validate_create_round_aggregate(a: &RoundAggregate) -> Verdict {
         authors.push(record.action().author().clone());
         submissions.push(s);
     }
+    check!(check_distinct_authors(&authors));
     check!(check_flagged_structure(rule, a.f, &authors, &a.flagged));
 
     if !rule.recomputable() || !within_recompute_limit(submissions.len(), props.dims, props.recompute_limit) {
@@ -315,7 +409,7 @@ pub fn validate_create_round_aggregate(a: &RoundAggregate) -> Verdict {
         rows.push(values.unwrap_or_default());
     }
     let counts: Vec<u64> = submissions.iter().map(|s| s.example_count).collect();
-    let recomputed = check!(recompute(rule, a.f, &rows, &counts));
+    let recomputed = check!(recompute(rule, a.f, &rows, &counts, props.example_cap));
     Ok(check_recomputed(rule, &authors, &result_hash, &a.flagged, &recomputed))
 }
 
@@ -375,34 +469,38 @@ mod tests {
 
     #[test]
     fn multi_krum_flags_the_outlier() {
-        let r = recompute(Rule::MultiKrum, 1, &rows(), &[1; 5]).unwrap();
+        let r = recompute(Rule::MultiKrum, 1, &rows(), &[1; 5], 10.0).unwrap();
         assert_eq!(r.flagged, vec![4]);
         assert!(r.values.iter().all(|v| (1.0..1.05).contains(v)));
-        let r = recompute(Rule::Krum, 1, &rows(), &[1; 5]).unwrap();
+        let r = recompute(Rule::Krum, 1, &rows(), &[1; 5], 10.0).unwrap();
         assert_eq!(r.flagged.len(), 4);
         assert!(r.flagged.contains(&4));
     }
 
     #[test]
     fn recompute_is_deterministic_and_mean_is_weighted() {
-        let a = recompute(Rule::Mean, 0, &rows()[..2], &[1, 3]).unwrap();
-        let b = recompute(Rule::Mean, 0, &rows()[..2], &[1, 3]).unwrap();
+        let a = recompute(Rule::Mean, 0, &rows()[..2], &[1, 3], 10.0).unwrap();
+        let b = recompute(Rule::Mean, 0, &rows()[..2], &[1, 3], 10.0).unwrap();
         assert_eq!(payload_hash(&a.values), payload_hash(&b.values));
         let want = (rows()[0][0] as f64 * 0.25 + rows()[1][0] as f64 * 0.75) as f32;
         assert_eq!(a.values[0], want);
         assert!(a.flagged.is_empty());
+        // A claim of 2^64-1 examples weighs at most example_cap times the median (here 3 x 2), not all.
+        let liar = recompute(Rule::Mean, 0, &rows()[..3], &[1, 2, u64::MAX], 3.0).unwrap();
+        let want = ((rows()[0][0] as f64 + 2.0 * rows()[1][0] as f64 + 6.0 * rows()[2][0] as f64) / 9.0) as f32;
+        assert_eq!(liar.values[0], want);
         for rule in [Rule::Median, Rule::TrimmedMean] {
-            assert!(recompute(rule, 1, &rows(), &[1; 5]).unwrap().flagged.is_empty());
+            assert!(recompute(rule, 1, &rows(), &[1; 5], 10.0).unwrap().flagged.is_empty());
         }
     }
 
     #[test]
     fn preconditions_name_f() {
-        let err = recompute(Rule::Krum, 1, &rows()[..3], &[1; 3]).unwrap_err();
+        let err = recompute(Rule::Krum, 1, &rows()[..3], &[1; 3], 10.0).unwrap_err();
         assert_eq!(err, "RoundAggregate.f: krum needs n >= 2f+3 (got n=3, f=1)");
-        let err = recompute(Rule::TrimmedMean, 2, &rows()[..4], &[1; 4]).unwrap_err();
+        let err = recompute(Rule::TrimmedMean, 2, &rows()[..4], &[1; 4], 10.0).unwrap_err();
         assert!(err.starts_with("RoundAggregate.f: trimmed_mean needs n > 2f"), "{err}");
-        let err = recompute(Rule::Mean, 0, &[], &[]).unwrap_err();
+        let err = recompute(Rule::Mean, 0, &[], &[], 10.0).unwrap_err();
         assert!(err.starts_with("RoundAggregate.contributors: "), "{err}");
     }
 
@@ -435,17 +533,62 @@ mod tests {
     }
 
     #[test]
+    fn preconditions_are_checked_without_the_rows() {
+        // multi_krum with f >= n would flag everyone: refused before any fetch.
+        let err = Rule::MultiKrum.check_precondition(3, 3).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.f: ") && err.contains("n >= 2f+3"), "{err}");
+        assert!(Rule::Krum.check_precondition(5, 1).is_ok());
+        assert!(Rule::Krum.check_precondition(4, 1).is_err());
+        assert!(Rule::TrimmedMean.check_precondition(4, 2).unwrap_err().contains("n > 2f"));
+        assert!(Rule::Krum.check_precondition(5, u32::MAX).is_err());
+        for rule in [Rule::Mean, Rule::Median, Rule::Personal] {
+            assert!(rule.check_precondition(1, u32::MAX).is_ok());
+        }
+    }
+
+    #[test]
+    fn result_norm_is_bounded_by_what_the_rule_can_give() {
+        assert!(check_result_norm(Rule::Mean, 4, 100.0, 100.0).is_ok());
+        let err = check_result_norm(Rule::Mean, 4, 101.0, 100.0).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.result_chunks: result norm 101 exceeds 100"), "{err}");
+        assert!(check_result_norm(Rule::Median, 4, 199.0, 100.0).is_ok()); // sqrt(4) * 100
+        assert!(check_result_norm(Rule::TrimmedMean, 4, 201.0, 100.0).is_err());
+        assert!(check_result_norm(Rule::Personal, 4, 1e30, 100.0).is_ok());
+        // A coordinate-wise median really can exceed max_norm: three unit rows, each missing one coordinate,
+        // give (s, s, s) with norm 1.22, which the sqrt(n) bound admits.
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        let rows = vec![vec![s, s, 0.0], vec![s, 0.0, s], vec![0.0, s, s]];
+        let r = recompute(Rule::Median, 0, &rows, &[1; 3], 10.0).unwrap();
+        let norm = r.values.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(norm > 1.2 && check_result_norm(Rule::Median, 3, norm, 1.0).is_ok(), "{norm}");
+        assert!(check_result_norm(Rule::Mean, 3, norm, 1.0).is_err());
+    }
+
+    #[test]
+    fn contributors_and_authors_are_bounded() {
+        assert!(check_contributor_count(1000, 1000).is_ok());
+        let err = check_contributor_count(1001, 1000).unwrap_err();
+        assert!(err.contains("1001 contributors, the DNA allows at most 1000 (max_contributors)"), "{err}");
+        assert!(check_distinct_authors(&[agent(1), agent(2), agent(3)]).is_ok());
+        let err = check_distinct_authors(&[agent(1), agent(2), agent(1)]).unwrap_err();
+        assert!(err.starts_with("RoundAggregate.contributors[2]: a second submission by the author of contributors[0]"));
+        assert!(check_first_aggregate(3, &[1, 2]).is_ok());
+        let err = check_first_aggregate(2, &[1, 2]).unwrap_err();
+        assert_eq!(err, "RoundAggregate.round: this author already published an aggregate of round 2");
+    }
+
+    #[test]
     fn personal_is_a_claim_validators_do_not_recompute() {
         assert!(!Rule::Personal.recomputable());
         assert!(Rule::ALL.iter().filter(|r| **r != Rule::Personal).all(|r| r.recomputable()));
-        let err = recompute(Rule::Personal, 0, &rows(), &[1; 5]).unwrap_err();
+        let err = recompute(Rule::Personal, 0, &rows(), &[1; 5], 10.0).unwrap_err();
         assert!(err.starts_with("RoundAggregate.rule: personal results are claims"), "{err}");
     }
 
     #[test]
     fn forged_results_are_caught() {
         let authors: Vec<AgentPubKey> = (1..=5).map(agent).collect();
-        let honest = recompute(Rule::MultiKrum, 1, &rows(), &[1; 5]).unwrap();
+        let honest = recompute(Rule::MultiKrum, 1, &rows(), &[1; 5], 10.0).unwrap();
         let hash = payload_hash(&honest.values);
         assert_eq!(check_recomputed(Rule::MultiKrum, &authors, &hash, &[agent(5)], &honest), Ok(()));
 
