@@ -61,9 +61,7 @@ async def expect_rejection(call: Any, field: str, code: str, want: str) -> bool:
 async def prove(args: argparse.Namespace) -> int:
     t_all = time.monotonic()
     timings: dict[str, float] = {}
-    net = LocalNetwork(
-        2, 2, happ=args.happ, bin_dir=args.bin_dir, keep=args.keep, force_relay=not args.direct, log=log
-    )
+    net = LocalNetwork(2, 2, happ=args.happ, bin_dir=args.bin_dir, keep=args.keep, force_relay=not args.direct, log=log)
     async with net:
         timings["network_up_s"] = time.monotonic() - t_all
         a, b = net.agents

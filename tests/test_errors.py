@@ -82,7 +82,11 @@ def test_exceptions_are_value_errors() -> None:
         "StoreError",
         "StoreLockedError",
         "StoreCorruptError",
+        "SubmitCancelled",
     }
+    import asyncio
+
+    assert issubclass(exceptions.SubmitCancelled, asyncio.CancelledError)  # cancellation still propagates
     assert issubclass(exceptions.SubmissionRejected, ValidationError)
     assert issubclass(exceptions.StoreLockedError, exceptions.StoreError)
     assert issubclass(exceptions.StoreCorruptError, exceptions.StoreError)

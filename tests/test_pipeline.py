@@ -48,10 +48,10 @@ def test_reputation_is_stored_and_resumes(tmp_path: Path, monkeypatch: pytest.Mo
 
     real = EmbeddedStore.put_round_record
 
-    async def crash(self: EmbeddedStore, record: Any) -> None:
+    async def crash(self: EmbeddedStore, record: Any, **kw: Any) -> None:
         if record.round == 2:
             raise OSError("power cut")
-        await real(self, record)
+        await real(self, record, **kw)
 
     monkeypatch.setattr(EmbeddedStore, "put_round_record", crash)
     with pytest.raises(OSError):

@@ -119,10 +119,10 @@ def test_resume_after_a_crash_inside_a_round(tmp_path: Path, monkeypatch: pytest
     whole = run(cfg, tmp_path / "whole")
     real = EmbeddedStore.put_round_record
 
-    async def crash_in_round_two(self: EmbeddedStore, record: Any) -> None:
+    async def crash_in_round_two(self: EmbeddedStore, record: Any, **kw: Any) -> None:
         if record.round == 2:
             raise OSError("power cut")  # the round's submissions are stored, its record is not
-        await real(self, record)
+        await real(self, record, **kw)
 
     monkeypatch.setattr(EmbeddedStore, "put_round_record", crash_in_round_two)
     with pytest.raises(OSError, match="power cut"):

@@ -84,6 +84,13 @@ def record(rnd: int, contributors: tuple[str, ...] = ("a", "b"), flagged: tuple[
     )
 
 
+async def submit_for(store: Backend, rec: RoundRecord) -> None:
+    """Submissions for every node a record names (a record may only name nodes that submitted in its round)."""
+    for i, node in enumerate((*rec.contributors, *rec.flagged)):
+        if await store.get_submission(rec.round, node) is None:
+            await store.submit(sub(node, rec.round, seed=50 + i))
+
+
 def same_submission(x: Submission, y: Submission) -> bool:
     return (
         x.node_id == y.node_id
@@ -255,8 +262,12 @@ async def test_unstorable_proof_and_round(tmp_path: Path) -> None:
             await store.submit(sub("a", loss=float("nan")))
         with pytest.raises(ParameterError, match="proof: not JSON-serialisable"):
             await store.submit(sub("a", model=object()))
-        with pytest.raises(ParameterError, match="round"):
+        # Rounds and counts stop at 2^63 - 1 in the core rule, the DHT's too (they were a store-only limit).
+        with pytest.raises(SubmissionRejected, match=r"^round: 9223372036854775808 is past the last round 92233"):
             await store.submit(sub("a", rnd=2**63))
+        many = dataclasses.replace(sub("a"), example_count=2**63)
+        with pytest.raises(SubmissionRejected, match=r"^example_count: 9223372036854775808 is above the largest"):
+            await store.submit(many)
         assert await store.export() == before
 
 
@@ -349,6 +360,7 @@ async def test_round_records_are_immutable(tmp_path: Path) -> None:
         await store.set_model_spec(SPEC)
         assert await store.last_completed_round() is None
         rec = record(0)
+        await submit_for(store, rec)
         await store.put_round_record(rec)
         got = await store.get_round_record(0)
         assert got == rec and got is not rec
@@ -396,6 +408,8 @@ async def test_numpy_values_in_evidence_become_plain_json(tmp_path: Path) -> Non
         record(0), evidence={"score": np.float32(0.5), "n": np.int64(3), "v": np.arange(3)}, metrics={}
     )
     async with EmbeddedStore(tmp_path) as store:
+        await store.set_model_spec(SPEC)
+        await submit_for(store, rec)
         await store.put_round_record(rec)
         got = await store.get_round_record(0)
     assert got is not None and dict(got.evidence) == {"score": 0.5, "n": 3, "v": [0, 1, 2]}
@@ -426,9 +440,14 @@ async def test_reputation_history_and_latest(tmp_path: Path) -> None:
         with pytest.raises(ParameterError, match="round"):
             await store.put_reputations(-1, {"a": 0.1})
         assert await store.export() == before
-        # Re-running an unfinished round replaces its scores instead of failing.
-        await store.put_reputations(3, {"b": 0.7})
-        assert await store.get_reputation("b") == 0.7
+        # Re-running an unfinished round writes the same scores again: a no-op.
+        await store.put_reputations(3, {"b": 0.75})
+        assert await store.export() == before
+        # History is append-only (it was INSERT OR REPLACE): a different score for a recorded round is refused,
+        # whole, and nothing changes.
+        with pytest.raises(StoreError, match=r"reputation of 'b' in round 3: already 0.75, not 0.7; .*append-only"):
+            await store.put_reputations(3, {"a": 0.6, "b": 0.7})
+        assert await store.export() == before
 
 
 @async_test
@@ -567,6 +586,8 @@ async def test_conflicting_import_writes_nothing(tmp_path: Path) -> None:
         dump = await src.export()
     async with EmbeddedStore(tmp_path / "dst") as dst:
         await dst.set_model_spec(SPEC)
+        for i, node in enumerate(("a", "b", "c")):  # the dump's own round-1 submissions (see populate)
+            await dst.submit(sub(node, 1, seed=10 + i))
         await dst.put_round_record(dataclasses.replace(record(1), rule="median"))
         before = await dst.export()
         with pytest.raises(StoreError, match="round 1: conflicts with the stored record"):
@@ -716,3 +737,103 @@ async def test_lock_dies_with_its_process(tmp_path: Path) -> None:
     assert holder.returncode == -signal.SIGKILL
     async with EmbeddedStore(tmp_path) as store:  # no stale lock after a crash
         assert await store.last_completed_round() is None
+
+
+@async_test
+async def test_a_record_names_only_nodes_of_its_round(tmp_path: Path) -> None:
+    """A round record cannot credit or blame a node that did not submit in the round (it could, before)."""
+    async with EmbeddedStore(tmp_path) as store:
+        await store.set_model_spec(SPEC)
+        for i, node in enumerate(("a", "b")):
+            await store.submit(sub(node, 0, seed=i))
+        before = await store.export()
+        with pytest.raises(ParameterError, match=r"^record.contributors: 'x' did not submit in round 0$"):
+            await store.put_round_record(record(0, contributors=("a", "x"), flagged=()))
+        with pytest.raises(ParameterError, match=r"^record.flagged: 'c' did not submit in round 0 \(nor is a rejected"):
+            await store.put_round_record(record(0, contributors=("a", "b"), flagged=("c",)))
+        with pytest.raises(ParameterError, match=r"^record.flagged: 'b' also listed as contributors$"):
+            await store.put_round_record(record(0, contributors=("a", "b"), flagged=("b",)))
+        assert await store.export() == before
+        # A node whose submission the rules refused is flagged with the reason in the evidence.
+        refused = dataclasses.replace(record(0, flagged=("c",)), evidence={"rejected": {"c": "norm_bound: ..."}})
+        await store.put_round_record(refused)
+        assert (await store.get_round_record(0)) == refused
+        # Submissions held by another store (the DHT) count when the caller names them.
+        await store.put_round_record(record(1, contributors=("a",), flagged=("d",)), elsewhere=("a", "d"))
+
+
+@async_test
+async def test_the_bytes_checked_are_the_bytes_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's buffer changing after validation (a race, a reused buffer) cannot reach the store."""
+    import zerotrustml.backends.embedded as embedded
+
+    values = vec(1)
+    honest = Submission.create("a", 0, SPEC.model_id, values, 5)
+    real_validate = embedded.validate
+
+    def validate_then_tamper(spec: Any, s: Submission) -> None:
+        real_validate(spec, s)
+        values[0] = np.float32(1e6)  # the caller's array, after the rules passed (before the fix: stored as is)
+
+    monkeypatch.setattr(embedded, "validate", validate_then_tamper)
+    async with EmbeddedStore(tmp_path) as store:
+        await store.set_model_spec(SPEC)
+        await store.submit(honest)
+        got = await store.get_submission(0, "a")  # before the fix: StoreCorruptError (bytes do not match the hash)
+        assert got is not None and got.payload_hash == honest.payload_hash
+        assert got.values[0] != np.float32(1e6)
+
+
+@async_test
+async def test_a_damaged_payload_is_repaired_by_a_write_of_the_same_content(tmp_path: Path) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.set_model_spec(SPEC)
+        a = Submission.create("a", 0, SPEC.model_id, vec(2), 5)
+        await store.submit(a)
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute("UPDATE payloads SET data = ? WHERE hash = ?", (np.zeros(DIMS, np.float32).tobytes(), a.payload_hash))
+    conn.commit()
+    conn.close()
+    async with EmbeddedStore(tmp_path) as store:
+        with pytest.raises(StoreCorruptError, match="does not match its hash"):
+            await store.get_round(0)
+        # Another node sends the same update (before the fix: INSERT OR IGNORE kept the damaged bytes).
+        await store.submit(Submission.create("b", 0, SPEC.model_id, vec(2), 5))
+        held = await store.get_round(0)
+        assert [s.node_id for s in held] == ["a", "b"] and all(s.payload_hash == a.payload_hash for s in held)
+
+
+@async_test
+async def test_a_cancelled_submit_says_whether_it_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from zerotrustml.exceptions import SubmitCancelled
+
+    started, release = threading.Event(), threading.Event()
+    real = EmbeddedStore._submit
+
+    def slow(self: EmbeddedStore, conn: Any, s: Submission) -> bytes:
+        started.set()
+        release.wait(10)
+        return real(self, conn, s)
+
+    monkeypatch.setattr(EmbeddedStore, "_submit", slow)
+    async with EmbeddedStore(tmp_path) as store:
+        await store.set_model_spec(SPEC)
+        for node, expect_committed in (("a", True), ("a", False)):  # the second is a duplicate: refused
+            started.clear()
+            release.clear()
+            task = asyncio.create_task(store.submit(sub(node, 0, seed=3)))
+            await asyncio.to_thread(started.wait, 10)
+            task.cancel()
+            release.set()
+            with pytest.raises(SubmitCancelled) as err:
+                await task
+            assert isinstance(err.value, asyncio.CancelledError)
+            assert err.value.committed is expect_committed
+            if expect_committed:
+                assert err.value.payload_hash == sub(node, 0, seed=3).payload_hash
+                assert "the write committed" in str(err.value)
+            else:
+                assert "not committed (SubmissionRejected: round: this author already submitted" in str(err.value)
+        assert len(await store.get_round(0)) == 1

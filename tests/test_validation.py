@@ -67,6 +67,9 @@ def test_float32_norm_from_numpy_is_within_tolerance() -> None:
         ({"example_count": 0}, "example_count", "no_examples"),
         ({"example_count": -3}, "example_count", "bad_integer"),
         ({"round": -1}, "round", "bad_integer"),
+        ({"round": 2**64}, "round", "bad_integer"),
+        ({"example_count": 2**64}, "example_count", "bad_integer"),
+        ({"example_count": 2**63}, "example_count", "example_count_out_of_range"),
         ({"node_id": ""}, "node_id", "bad_node"),
     ],
 )

@@ -30,6 +30,11 @@ __all__ = [
 # Store errors are defined with the backends; re-exported here so every error
 # of the package can be imported from one place. They are defined in base.py
 # before it imports anything from zerotrustml, so either import order works.
-from zerotrustml.backends.base import StoreCorruptError, StoreError, StoreLockedError  # noqa: E402
+from zerotrustml.backends.base import (  # noqa: E402
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    SubmitCancelled,
+)
 
-__all__ += ["StoreError", "StoreLockedError", "StoreCorruptError"]
+__all__ += ["StoreError", "StoreLockedError", "StoreCorruptError", "SubmitCancelled"]

@@ -181,6 +181,8 @@ def validate(spec: ModelSpec, sub: Submission) -> None:
     for name, value in (("round", sub.round), ("example_count", sub.example_count)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise _reject(name, "bad_integer", f"must be a non-negative integer, got {value!r}")
+        if value >= 2**64:  # beyond any u64; the core rule then names the largest value it takes
+            raise _reject(name, "bad_integer", f"must be below 2**64, got {value!r}")
     if isinstance(sub.norm, bool) or not isinstance(sub.norm, (int, float, np.floating)):
         raise _reject("norm", "bad_norm", f"must be a number, got {sub.norm!r}")
     if not isinstance(sub.payload_hash, bytes) or len(sub.payload_hash) != 32:

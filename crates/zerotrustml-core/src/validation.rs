@@ -27,6 +27,12 @@ pub const NORM_RTOL: f64 = 1e-4;
 /// Bytes per payload value (float32).
 pub const VALUE_BYTES: u64 = 4;
 
+/// The largest round number and example count either store takes:
+/// 2^63 - 1, the largest SQLite integer. The DHT could hold any u64, but
+/// the same rule on both sides means an entry valid on one is valid on
+/// the other (a hot swap copies either way).
+pub const MAX_NUMBER: u64 = i64::MAX as u64;
+
 /// What a round's submissions must look like. In the DHT it lives in the
 /// DNA properties, in the embedded store in its metadata table.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,8 +85,8 @@ pub enum Rejection {
     NormBound { norm: f64, bound: f64 },
     /// The payload hash does not match the payload.
     HashMismatch { claimed: [u8; 32], actual: [u8; 32] },
-    /// `example_count` is zero.
-    ExampleCount,
+    /// `example_count` is zero or above [`MAX_NUMBER`].
+    ExampleCount { count: u64 },
     /// The author already submitted in this round.
     Duplicate { round: u64 },
 }
@@ -96,7 +102,7 @@ impl Rejection {
             Rejection::Length { .. } | Rejection::TooLarge { .. } | Rejection::NonFinite { .. } => "values",
             Rejection::NormClaim { .. } | Rejection::NormMismatch { .. } | Rejection::NormBound { .. } => "norm",
             Rejection::HashMismatch { .. } => "payload_hash",
-            Rejection::ExampleCount => "example_count",
+            Rejection::ExampleCount { .. } => "example_count",
         }
     }
 
@@ -114,7 +120,8 @@ impl Rejection {
             Rejection::NormMismatch { .. } => "norm_mismatch",
             Rejection::NormBound { .. } => "norm_bound",
             Rejection::HashMismatch { .. } => "hash_mismatch",
-            Rejection::ExampleCount => "no_examples",
+            Rejection::ExampleCount { count: 0 } => "no_examples",
+            Rejection::ExampleCount { .. } => "example_count_out_of_range",
             Rejection::Duplicate { .. } => "duplicate",
         }
     }
@@ -139,7 +146,10 @@ impl fmt::Display for Rejection {
             Rejection::HashMismatch { claimed, actual } => {
                 write!(f, "{field}: claimed {} but the payload hashes to {}", hex(claimed), hex(actual))
             }
-            Rejection::ExampleCount => write!(f, "{field}: must be at least 1"),
+            Rejection::ExampleCount { count: 0 } => write!(f, "{field}: must be at least 1"),
+            Rejection::ExampleCount { count } => {
+                write!(f, "{field}: {count} is above the largest count {MAX_NUMBER}")
+            }
             Rejection::Duplicate { round } => write!(f, "{field}: this author already submitted in round {round}"),
         }
     }
@@ -247,10 +257,9 @@ pub fn validate_meta(spec: &ModelSpec, meta: &SubmissionMeta<'_>) -> Result<(), 
     if meta.model_id != spec.model_id {
         return Err(Rejection::ModelId { expected: spec.model_id.clone(), got: meta.model_id.into() });
     }
-    if let Some(max_round) = spec.max_round {
-        if meta.round > max_round {
-            return Err(Rejection::Round { round: meta.round, max_round });
-        }
+    let max_round = spec.max_round.unwrap_or(MAX_NUMBER).min(MAX_NUMBER);
+    if meta.round > max_round {
+        return Err(Rejection::Round { round: meta.round, max_round });
     }
     // Size before shape: an oversize payload is reported as what it is.
     let bytes = meta.dims.saturating_mul(VALUE_BYTES);
@@ -266,8 +275,8 @@ pub fn validate_meta(spec: &ModelSpec, meta: &SubmissionMeta<'_>) -> Result<(), 
     if meta.norm > spec.max_norm * (1.0 + NORM_RTOL) {
         return Err(Rejection::NormBound { norm: meta.norm, bound: spec.max_norm });
     }
-    if meta.example_count == 0 {
-        return Err(Rejection::ExampleCount);
+    if meta.example_count == 0 || meta.example_count > MAX_NUMBER {
+        return Err(Rejection::ExampleCount { count: meta.example_count });
     }
     Ok(())
 }
@@ -375,6 +384,12 @@ mod tests {
             (SubmissionMeta { norm: 3.1, ..meta(&v) }, v.to_vec(), "norm", "norm_mismatch"),
             (SubmissionMeta { payload_hash: [0; 32], ..meta(&v) }, v.to_vec(), "payload_hash", "hash_mismatch"),
             (SubmissionMeta { example_count: 0, ..meta(&v) }, v.to_vec(), "example_count", "no_examples"),
+            (
+                SubmissionMeta { example_count: MAX_NUMBER + 1, ..meta(&v) },
+                v.to_vec(),
+                "example_count",
+                "example_count_out_of_range",
+            ),
         ];
         for (m, values, field, code) in cases {
             let err = validate_submission(&s, &m, &values).unwrap_err();
@@ -386,6 +401,23 @@ mod tests {
         assert_eq!(err.code(), "norm_bound");
         assert_eq!(check_unique(2, 1).unwrap_err().code(), "duplicate");
         assert_eq!(check_unique(2, 0), Ok(()));
+    }
+
+    #[test]
+    fn numbers_stop_at_the_largest_sqlite_integer() {
+        // Without a last round, rounds still end at 2^63 - 1: both stores take the same entries.
+        let open = ModelSpec { max_round: None, ..spec() };
+        let v = [1.0f32, 2.0, 2.0];
+        let ok = SubmissionMeta { round: MAX_NUMBER, example_count: MAX_NUMBER, ..meta(&v) };
+        assert_eq!(validate_meta(&open, &ok), Ok(()));
+        let late = SubmissionMeta { round: MAX_NUMBER + 1, ..meta(&v) };
+        assert_eq!(validate_meta(&open, &late), Err(Rejection::Round { round: MAX_NUMBER + 1, max_round: MAX_NUMBER }));
+        let many = SubmissionMeta { example_count: u64::MAX, ..meta(&v) };
+        let err = validate_meta(&open, &many).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "example_count: 18446744073709551615 is above the largest count 9223372036854775807"
+        );
     }
 
     #[test]

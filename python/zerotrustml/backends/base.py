@@ -18,6 +18,7 @@ input, ``TypeError`` for a wrong dtype); problems of the store itself raise
 from __future__ import annotations
 
 import abc
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,21 @@ class StoreCorruptError(StoreError):
     """The store's file or one of its records is not what this version wrote."""
 
 
+class SubmitCancelled(asyncio.CancelledError):
+    """A submit was cancelled while its write was under way; the write ran to its end, and this says how.
+
+    It is a ``CancelledError``, so cancellation propagates as usual. ``committed`` tells whether the
+    submission is stored (``payload_hash`` is then its hash); when it is not, ``reason`` says why (the
+    rule that refused it, or the store error).
+    """
+
+    def __init__(self, round: int, node_id: str, committed: bool, payload_hash: bytes | None, reason: str = ""):
+        what = "committed" if committed else f"not committed ({reason})"
+        super().__init__(f"submit of round {round} node {node_id!r} cancelled; the write {what}")
+        self.round, self.node_id, self.committed = round, node_id, committed
+        self.payload_hash, self.reason = payload_hash, reason
+
+
 from zerotrustml.exceptions import NonFiniteError, ParameterError, ShapeError  # noqa: E402
 from zerotrustml.validation import ModelSpec, Submission, payload_hash  # noqa: E402
 
@@ -52,6 +68,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreCorruptError",
+    "SubmitCancelled",
     "check_scores",
 ]
 

@@ -31,13 +31,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
+import dataclasses
 import errno
 import fcntl
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +55,7 @@ from zerotrustml.backends.base import (
     StoreCorruptError,
     StoreError,
     StoreLockedError,
+    SubmitCancelled,
     _node_id,
     _round_number,
     check_scores,
@@ -570,8 +573,14 @@ class EmbeddedStore(Backend):
 
     @staticmethod
     def _store_payload(conn: sqlite3.Connection, digest: bytes, data: bytes) -> None:
-        # Content-addressed: an identical payload (same hash) is kept once.
-        conn.execute("INSERT OR IGNORE INTO payloads (hash, data) VALUES (?, ?)", (digest, data))
+        # Content-addressed: an identical payload (same hash) is kept once. Stored bytes that differ from a new
+        # write of the same hash were damaged (only one of the two can hash to it): a write whose bytes do hash
+        # to the key repairs them; one whose bytes do not changes nothing.
+        row = conn.execute("SELECT data FROM payloads WHERE hash = ?", (digest,)).fetchone()
+        if row is None:
+            conn.execute("INSERT INTO payloads (hash, data) VALUES (?, ?)", (digest, data))
+        elif row[0] != data and len(data) % 4 == 0 and payload_hash(_from_bytes(data)) == digest:
+            conn.execute("UPDATE payloads SET data = ? WHERE hash = ?", (data, digest))
 
     # ------------------------------------------------------------ model spec
 
@@ -598,9 +607,40 @@ class EmbeddedStore(Backend):
     # ------------------------------------------------------------ submissions
 
     async def submit(self, sub: Submission) -> bytes:
+        """Validate and store one submission; its bytes are snapshotted first, so what is checked is what is stored.
+
+        Raises
+        ------
+        SubmitCancelled
+            The awaiting task was cancelled while the write ran; the write finished, and the error says
+            whether it committed.
+        """
         if not isinstance(sub, Submission):
             raise TypeError(f"sub: must be a Submission, got {type(sub).__name__}")
-        return await self._call(self._submit, sub)
+        # The caller's array and proof stay the caller's: a change to them while the write runs in its thread
+        # (a race, or a client that reuses its buffer) cannot reach the bytes after they were validated.
+        snap = dataclasses.replace(
+            sub,
+            values=sub.values.copy() if isinstance(sub.values, np.ndarray) else copy.deepcopy(sub.values),
+            proof=copy.deepcopy(dict(sub.proof)) if isinstance(sub.proof, Mapping) else sub.proof,
+        )
+        write = asyncio.ensure_future(self._call(self._submit, snap))
+        try:
+            return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            if not write.done():
+                # The thread cannot be stopped mid-transaction: let it finish, then say what it did.
+                await asyncio.wait([write])
+            if write.cancelled():
+                raise
+            err = write.exception()
+            raise SubmitCancelled(
+                int(snap.round),
+                str(snap.node_id),
+                committed=err is None,
+                payload_hash=write.result() if err is None else None,
+                reason="" if err is None else f"{type(err).__name__}: {err}",
+            ) from None
 
     def _submit(self, conn: sqlite3.Connection, sub: Submission) -> bytes:
         if self._spec is None:
@@ -681,16 +721,41 @@ class EmbeddedStore(Backend):
             if vector.shape[0] != self._spec.dims:
                 raise ShapeError(f"{name}: the model has {self._spec.dims} parameters, got {vector.shape[0]}")
 
-    async def put_round_record(self, record: RoundRecord) -> None:
+    async def put_round_record(self, record: RoundRecord, *, elsewhere: Collection[str] = ()) -> None:
+        """Store a round's record; its contributors and flagged nodes must be nodes that submitted in the round.
+
+        They are checked against the round's submissions in this store and ``elsewhere``: the nodes whose
+        submissions for the round live in another store (the Holochain backend keeps its records here and
+        its submissions on the DHT).
+        """
         if not isinstance(record, RoundRecord):
             raise TypeError(f"record: must be a RoundRecord, got {type(record).__name__}")
         body = _record_body(record)
-        await self._call(self._put_round_record, record, body)
+        await self._call(self._put_round_record, record, body, set(elsewhere))
 
-    def _put_round_record(self, conn: sqlite3.Connection, record: RoundRecord, body: str) -> None:
+    def _put_round_record(self, conn: sqlite3.Connection, record: RoundRecord, body: str, elsewhere: set[str]) -> None:
         self._check_record_dims(record)
         agg, model = payload_hash(record.aggregate), payload_hash(record.model)
         immutable = f"round {record.round} already has a record; round records are immutable"
+        rows = conn.execute("SELECT node_id FROM submissions WHERE round = ?", (record.round,))
+        submitters = {node for (node,) in rows} | elsewhere
+        # A contributor submitted; a flagged node submitted, or its submission was refused and the record's
+        # evidence says why ("rejected"); nobody is both.
+        refused = record.evidence.get("rejected", {})
+        refused = set(refused) if isinstance(refused, Mapping) else set()
+        for name, nodes, allowed in (
+            ("contributors", record.contributors, submitters),
+            ("flagged", record.flagged, submitters | refused),
+        ):
+            strangers = sorted(set(nodes) - allowed)
+            if strangers:
+                raise ParameterError(
+                    f"record.{name}: {', '.join(map(repr, strangers))} did not submit in round {record.round}"
+                    + (" (nor is a rejected submission in its evidence)" if name == "flagged" else "")
+                )
+        both = sorted(set(record.contributors) & set(record.flagged))
+        if both:
+            raise ParameterError(f"record.flagged: {', '.join(map(repr, both))} also listed as contributors")
         with _transaction(conn):
             if conn.execute("SELECT 1 FROM rounds WHERE round = ?", (record.round,)).fetchone():
                 raise self._error(immutable)
@@ -765,14 +830,23 @@ class EmbeddedStore(Backend):
         checked = check_scores(scores)
         await self._call(self._put_reputations, rnd, checked)
 
-    @staticmethod
-    def _put_reputations(conn: sqlite3.Connection, rnd: int, scores: dict[str, float]) -> None:
+    def _put_reputations(self, conn: sqlite3.Connection, rnd: int, scores: dict[str, float]) -> None:
         if not scores:
             return
         with _transaction(conn):
-            # Replacing keeps a re-run of an unfinished round (after a crash) idempotent.
+            # History is append-only: writing the same score again is a no-op (a re-run of an unfinished round
+            # after a crash), a different score for a node and round already recorded is refused, whole.
+            for node, score in sorted(scores.items()):
+                have = conn.execute(
+                    "SELECT score FROM reputation WHERE node_id = ? AND round = ?", (node, rnd)
+                ).fetchone()
+                if have is not None and float(have[0]) != score:
+                    raise self._error(
+                        f"reputation of {node!r} in round {rnd}: already {float(have[0])!r}, not {score!r}; "
+                        "the reputation history is append-only"
+                    )
             conn.executemany(
-                "INSERT OR REPLACE INTO reputation (node_id, round, score) VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO reputation (node_id, round, score) VALUES (?, ?, ?)",
                 [(node, rnd, score) for node, score in scores.items()],
             )
 

@@ -694,7 +694,9 @@ class HolochainBackend(Backend):
 
     # -- local: records, reputation, meta ---------------------------------------------------------------------------
     async def put_round_record(self, record: RoundRecord) -> None:
-        await self.local.put_round_record(record)
+        # The round's submitters are the nodes any of this backend's agents read on the DHT for that round.
+        read = {nid for (rnd, nid) in self._actions if rnd == record.round}
+        await self.local.put_round_record(record, elsewhere=read)
 
     async def get_round_record(self, round: int) -> RoundRecord | None:
         return await self.local.get_round_record(round)

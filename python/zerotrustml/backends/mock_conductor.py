@@ -38,6 +38,7 @@ import nacl.exceptions
 import nacl.signing
 import numpy as np
 
+from zerotrustml.backends.base import MAX_INT
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.holochain.admission import (
     OPEN,
@@ -403,8 +404,9 @@ class MockCell:
                 "publish_reputation",
                 f"ReputationRecord.score: must be a finite number in [0, 1], got {_rust_float(score)}",
             )
-        max_round = c.properties.get("max_round")
-        if max_round is not None and rnd > int(max_round):
+        last = c.properties.get("max_round")
+        max_round = MAX_INT if last is None else min(int(last), MAX_INT)
+        if rnd > max_round:
             raise _invalid("publish_reputation", f"ReputationRecord.round: {rnd} is past the last round {max_round}")
         agent = bytes(r["agent"])
         action = c.next_action(self._agent, b"reputation", agent)

@@ -9,6 +9,7 @@
 //! not weigh by reputation.
 
 use hdi::prelude::*;
+use zerotrustml_core::validation::MAX_NUMBER;
 
 use crate::{check, created_entry, link_target_action, model_properties, UnitEntryTypes, Verdict};
 
@@ -23,15 +24,15 @@ pub struct ReputationRecord {
     pub score: f64,
 }
 
-/// Score finite in [0, 1]; round within the model's rounds.
+/// Score finite in [0, 1]; round within the model's rounds (and at most
+/// 2^63 - 1, as everywhere: `zerotrustml_core::validation::MAX_NUMBER`).
 pub fn check_reputation(max_round: Option<u64>, r: &ReputationRecord) -> Result<(), String> {
     if !(r.score.is_finite() && (0.0..=1.0).contains(&r.score)) {
         return Err(format!("ReputationRecord.score: must be a finite number in [0, 1], got {}", r.score));
     }
-    if let Some(max) = max_round {
-        if r.round > max {
-            return Err(format!("ReputationRecord.round: {} is past the last round {max}", r.round));
-        }
+    let max = max_round.unwrap_or(MAX_NUMBER).min(MAX_NUMBER);
+    if r.round > max {
+        return Err(format!("ReputationRecord.round: {} is past the last round {max}", r.round));
     }
     Ok(())
 }
@@ -109,6 +110,11 @@ mod tests {
         assert_eq!(
             check_reputation(Some(5), &record(0.5, 6)).unwrap_err(),
             "ReputationRecord.round: 6 is past the last round 5"
+        );
+        assert_eq!(check_reputation(None, &record(0.5, MAX_NUMBER)), Ok(()));
+        assert_eq!(
+            check_reputation(None, &record(0.5, u64::MAX)).unwrap_err(),
+            format!("ReputationRecord.round: {} is past the last round {MAX_NUMBER}", u64::MAX)
         );
     }
 }
