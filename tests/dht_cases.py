@@ -24,6 +24,7 @@ from typing import Any
 import nacl.signing
 import numpy as np
 
+from zerotrustml import aggregators
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import ZomeCaller, sign_registration
 from zerotrustml.defence.committee import committee_member
@@ -280,7 +281,8 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     out.append(
         (
             "aggregate stranger flagged",
-            await outcome(a.call("publish_computed_aggregate", dict(agg, flagged=[agent_key(b"\x09" * 32)]))),
+            # by B, which has no aggregate of the round yet (A's second would be refused for being a second)
+            await outcome(b.call("publish_computed_aggregate", dict(agg, flagged=[agent_key(b"\x09" * 32)]))),
         )
     )
     out.append(
@@ -305,13 +307,24 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
             await outcome(b.call("publish_computed_aggregate", dict(agg, rule="mean", flagged=[], values=big))),
         )
     )
-    aggs = await eventually(lambda: b.call("get_round_aggregates", 0), lambda r: len(r) >= 1)
+    # A mean validators recompute: B's forged result is refused, the true one (the core rule over the two
+    # submissions in contributor order, example counts capped) stands and reads as verified.
+    by_action = {bytes(sub_a): values(), bytes(sub_b): values(0.25)}
+    rows = np.stack([by_action[h] for h in contributors])
+    true_mean = aggregators.mean(rows, weights=aggregators.example_weights([32, 32])).vector
+    forged = dict(agg, rule="mean", flagged=[], values=[float(x) for x in values(0.5)])
+    out.append(("aggregate mean forged", await outcome(b.call("publish_computed_aggregate", forged))))
+    honest_mean = dict(agg, rule="mean", flagged=[], values=[float(x) for x in true_mean])
+    out.append(
+        ("aggregate mean", await outcome(b.call("publish_computed_aggregate", honest_mean), lambda h: len(bytes(h))))
+    )
+    aggs = await eventually(lambda: b.call("get_round_aggregates", 0), lambda r: len(r) >= 2)
     out.append(
         (
             "aggregates",
             (
                 "ok",
-                [
+                sorted(
                     (
                         names[bytes(x["author"])],
                         x["aggregate"]["rule"],
@@ -321,7 +334,7 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
                         x["verified"],
                     )
                     for x in aggs
-                ],
+                ),
             ),
         )
     )

@@ -434,8 +434,8 @@ class MockCell:
 
     # -- aggregates -------------------------------------------------------------------------------------------------
     async def _fn_publish_computed_aggregate(self, a: Mapping[str, Any]) -> bytes:
-        """The integrity zome's checks, in its order (cheap ones before any fetch). Not yet: the recompute of
-        rules validators recompute (mean, krum, ...), so a forged result under those rules passes here."""
+        """The integrity zome's checks, in its order: the cheap ones before any fetch, then (within
+        ``recompute_limit``) the recompute of every rule but ``personal``."""
         c, fn = self.conductor, "publish_computed_aggregate"
         rule = str(a["rule"])
         if rule not in _RULES:
@@ -512,6 +512,8 @@ class MockCell:
                     "contributor order)",
                 )
         digest = payload_hash(values)
+        if rule != "personal" and n * c.spec.dims <= int(c.properties["recompute_limit"]):
+            await self._recompute(fn, rule, f, contributors, authors, flagged, digest)
         action = c.next_action(self._agent, b"aggregate", digest)
         entry = {
             "round": rnd,
@@ -533,6 +535,53 @@ class MockCell:
             }
         )
         return action
+
+    async def _recompute(
+        self,
+        fn: str,
+        rule: str,
+        f: int,
+        contributors: list[bytes],
+        authors: list[bytes],
+        flagged: list[bytes],
+        claimed: bytes,
+    ) -> None:
+        """The validators' recompute (``gradients_integrity::recompute``): the same core rule over the
+        contributors' payloads in contributor order, the same result hash and flagged list required."""
+        from zerotrustml import aggregators
+
+        c = self.conductor
+        rows, counts = [], []
+        for h in contributors:
+            rnd, author = c.actions[h]
+            sub = await c.store.get_submission(rnd, hash_b64(author))
+            assert sub is not None  # every action the mock hands out is a stored submission
+            rows.append(np.asarray(sub.values, dtype=np.float32))
+            counts.append(int(sub.example_count))
+        x, n = np.stack(rows), len(rows)
+        picked: tuple[int, ...] = tuple(range(n))
+        if rule == "mean":
+            weights = aggregators.example_weights(counts, float(c.properties["example_cap"]))
+            result = aggregators.mean(x, weights=weights).vector
+        elif rule in ("krum", "multi_krum"):
+            r = aggregators.krum(x, f) if rule == "krum" else aggregators.multi_krum(x, f, n - f)
+            result, picked = r.vector, r.selected
+        elif rule == "median":
+            result = aggregators.median(x).vector
+        else:
+            result = aggregators.trimmed_mean(x, f).vector
+        actual = payload_hash(np.asarray(result, dtype=np.float32))
+        if actual != claimed:
+            raise _invalid(
+                fn,
+                f"RoundAggregate.result_hash: {rule} over the contributors gives {actual.hex()}, the aggregate "
+                f"claims {claimed.hex()}",
+            )
+        dropped = [i for i in range(n) if i not in picked]
+        if [authors[i] for i in dropped] != flagged:
+            raise _invalid(
+                fn, f"RoundAggregate.flagged: {rule} flags contributors {dropped}, the aggregate lists other agents"
+            )
 
     async def _fn_get_round_aggregates(self, round: int) -> list[dict[str, Any]]:
         return list(self.conductor.aggregates.get(int(round), []))
