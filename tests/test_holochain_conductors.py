@@ -230,8 +230,15 @@ def test_silent_agent_is_reported_missing_after_the_timeout(tmp_path: Path) -> N
             await backend.add_nodes(keys)
             for nid in ("n0", "n1"):  # n2 stays silent
                 await backend.submit(Submission.create(nid, 0, spec.model_id, values(), 4))
+            # n1 is on the other conductor: first let its submission reach n0's (gossip takes its time, and
+            # this test is about the silent n2, not about propagation within the 5 s round timeout).
+            view = backend.view("n0")
+            deadline = time.monotonic() + 120
+            while len(await view.get_round(0)) < 2 and time.monotonic() < deadline:
+                await backend.nudge()
+                await asyncio.sleep(0.5)
             t0 = time.monotonic()
-            subs, missing = await backend.view("n0").await_round(0, ["n0", "n1", "n2"])
+            subs, missing = await view.await_round(0, ["n0", "n1", "n2"])
             assert [s.node_id for s in subs] == ["n0", "n1"] and missing == ["n2"]
             assert time.monotonic() - t0 >= 4.5
         finally:
