@@ -7,7 +7,9 @@ The same refusals on real conductors are in test_holochain_conductors.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nacl.signing
@@ -64,15 +66,19 @@ def test_admission_property_round_trips_and_bad_values_are_named() -> None:
             parse_admission(bad)
 
 
-def _mock(tmp_path: Path, key: nacl.signing.SigningKey | None) -> MockConductor:
-    return MockConductor(tmp_path / "dht", PROPERTIES, network_seed="net-1", admission_key=key)
+@contextlib.asynccontextmanager
+async def _mock(tmp_path: Path, key: nacl.signing.SigningKey | None) -> AsyncIterator[MockConductor]:
+    mock = MockConductor(tmp_path / "dht", PROPERTIES, network_seed="net-1", admission_key=key)
+    await mock.start()
+    try:
+        yield mock
+    finally:
+        await mock.stop()
 
 
 def test_intruders_are_refused_at_install_on_a_closed_network(tmp_path: Path) -> None:
     async def go() -> None:
-        mock = _mock(tmp_path, KEY)
-        await mock.start()
-        try:
+        async with _mock(tmp_path, KEY) as mock:
             assert mock.properties["admission"] == admission_property(KEY)
             member = mock.new_cell()  # the network's key issues the proof
             assert verify_admission(bytes(KEY.verify_key), member.agent, "net-1", member.membrane_proof)
@@ -87,17 +93,13 @@ def test_intruders_are_refused_at_install_on_a_closed_network(tmp_path: Path) ->
                 with pytest.raises(ConductorError, match=reason):
                     mock.new_cell(proof)
             assert mock.participants == {member.agent}  # nothing of the refused installs remains
-        finally:
-            await mock.stop()
 
     asyncio.run(go())
 
 
 def test_registration_carries_the_agents_admission(tmp_path: Path) -> None:
     async def go() -> None:
-        mock = _mock(tmp_path, KEY)
-        await mock.start()
-        try:
+        async with _mock(tmp_path, KEY) as mock:
             a, b = mock.new_cell(), mock.new_cell()
             node_key = nacl.signing.SigningKey(b"\x41" * 32)
             # B's proof in A's registration: signed by the admission key, but for another agent.
@@ -108,22 +110,16 @@ def test_registration_carries_the_agents_admission(tmp_path: Path) -> None:
             await a.call("register_node", sign_registration(node_key, a.agent, "node-a"))  # filled in by the zome
             (reg,) = await b.call("get_node_registrations")
             assert reg["registration"]["admission"] == a.membrane_proof
-        finally:
-            await mock.stop()
 
     asyncio.run(go())
 
 
 def test_an_open_network_says_so_and_admits_anyone(tmp_path: Path) -> None:
     async def go() -> None:
-        mock = _mock(tmp_path, None)
-        await mock.start()
-        try:
+        async with _mock(tmp_path, None) as mock:
             cell = mock.new_cell()
             assert (await cell.call("get_model_properties"))["admission"] == "open"
             await cell.call("register_node", sign_registration(nacl.signing.SigningKey(b"\x42" * 32), cell.agent, "x"))
-        finally:
-            await mock.stop()
 
     asyncio.run(go())
 
