@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -254,7 +255,7 @@ _CHILD = textwrap.dedent(
     async def main():
         net = LocalNetwork(2, 2)
         await net.start()
-        print(json.dumps(net.pids()), flush=True)
+        print(json.dumps({"pids": net.pids(), "dir": str(net.work_dir)}), flush=True)
         await asyncio.sleep(600)
     asyncio.run(main())
     """
@@ -266,15 +267,19 @@ def test_no_orphan_processes(how: int) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        pids = json.loads(line)
-        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        started = json.loads(proc.stdout.readline())
+        pids, work_dir = started["pids"], Path(started["dir"])
+        assert len(pids) == 3 and all(_alive(p) for p in pids) and work_dir.is_dir()
         proc.send_signal(how)
         proc.wait(30)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.2)
         assert not [p for p in pids if _alive(p)], f"orphans after {signal.Signals(how).name}"
+        if how == signal.SIGKILL:  # nothing runs in a killed process: its files are the caller's to remove
+            shutil.rmtree(work_dir)
+        else:  # the conductors' databases (~140 MB per network) must not pile up in /tmp
+            assert not work_dir.exists(), f"{work_dir} left behind after {signal.Signals(how).name}"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -338,6 +338,7 @@ _LIVE: set[LocalNetwork] = set()
 def _stop_all_live() -> None:
     for net in list(_LIVE):
         net.kill_processes()
+        net.remove_files()
 
 
 atexit.register(_stop_all_live)
@@ -457,6 +458,7 @@ class LocalNetwork:
 
         def handler(signum: int, frame: FrameType | None) -> None:
             self.kill_processes()
+            self.remove_files()
             old = self._old_handlers.get(signum)
             if callable(old):
                 old(signum, frame)
@@ -713,5 +715,9 @@ class LocalNetwork:
         self.kill_processes()
         _LIVE.discard(self)
         self._restore_signal_handlers()
+        self.remove_files()
+
+    def remove_files(self) -> None:
+        """Remove the work directory if this network made it and was not told to ``keep`` it (synchronous)."""
         if self._own_dir and not self.keep:
             shutil.rmtree(self.work_dir, ignore_errors=True)
