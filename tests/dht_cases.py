@@ -110,6 +110,52 @@ async def eventually(read: Callable[[], Awaitable[Any]], done: Callable[[Any], b
         await asyncio.sleep(0.25)
 
 
+def bad_submissions() -> dict[str, dict[str, Any]]:
+    """Submissions every store refuses, as zome payloads: A submitted round 0 before each (the contract's table,
+    fed to the mock and real conductors there and to the embedded store in ``test_holochain_mock``)."""
+    v = values()
+    return {
+        "dims": submission(1, values(n=20)),
+        "too large": submission(1, values(n=48)),
+        "nan": submission(1, np.where(np.arange(24) == 1, np.nan, v).astype(np.float32), norm=1.0),
+        "nan norm": submission(1, v, norm=float("nan")),
+        "norm lie": submission(1, v, norm=l2_norm(v) * 1.01),
+        "norm bound": submission(1, np.full(24, 30.0, dtype=np.float32)),
+        "hash lie": submission(1, v, payload_hash=payload_hash(values(1.0))),
+        "hash size": submission(1, v, payload_hash=b"\x00" * 31),
+        "model": submission(1, v, model_id="other-model"),
+        "examples": submission(1, v, example_count=0),
+        "round past the end": submission(51, v),
+        "proof nonce": submission(
+            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 5, "lr": 0.1, "nonce": b"\x01" * 4}
+        ),
+        "proof lr": submission(
+            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 5, "lr": 0.0, "nonce": b"\x01" * 16}
+        ),
+        "proof holdout": submission(
+            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 0, "lr": 0.1, "nonce": b"\x01" * 16}
+        ),
+        "proof loss": submission(
+            1,
+            v,
+            proof={"loss_before": math.inf, "loss_after": 0.9, "holdout_size": 5, "lr": 0.1, "nonce": b"\x01" * 16},
+        ),
+        "proof signature": submission(
+            1,
+            v,
+            proof={
+                "loss_before": 1.0,
+                "loss_after": 0.9,
+                "holdout_size": 5,
+                "lr": 0.1,
+                "nonce": b"\x01" * 16,
+                "signature": b"\x02" * 63,
+            },
+        ),
+        "duplicate": submission(0, values(0.5)),
+    }
+
+
 async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[Any, ...]]]:
     """The zome-level suite; ``a`` and ``b`` are two agents of one network with :data:`PROPERTIES`."""
     out: list[tuple[str, tuple[Any, ...]]] = []
@@ -139,26 +185,7 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     v = values()
     sub_a = await a.call("submit_gradient", submission(0, v))
     out.append(("submit", ("ok", len(bytes(sub_a)))))
-    bad = {
-        "dims": submission(1, values(n=20)),
-        "too large": submission(1, values(n=48)),
-        "nan": submission(1, np.where(np.arange(24) == 1, np.nan, v).astype(np.float32), norm=1.0),
-        "nan norm": submission(1, v, norm=float("nan")),
-        "norm lie": submission(1, v, norm=l2_norm(v) * 1.01),
-        "norm bound": submission(1, np.full(24, 30.0, dtype=np.float32)),
-        "hash lie": submission(1, v, payload_hash=payload_hash(values(1.0))),
-        "hash size": submission(1, v, payload_hash=b"\x00" * 31),
-        "model": submission(1, v, model_id="other-model"),
-        "examples": submission(1, v, example_count=0),
-        "round past the end": submission(51, v),
-        "proof nonce": submission(
-            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 5, "lr": 0.1, "nonce": b"\x01" * 4}
-        ),
-        "proof lr": submission(
-            1, v, proof={"loss_before": 1.0, "loss_after": 0.9, "holdout_size": 5, "lr": 0.0, "nonce": b"\x01" * 16}
-        ),
-        "duplicate": submission(0, values(0.5)),
-    }
+    bad = bad_submissions()
     for name, payload in bad.items():
         out.append((f"submit {name}", await outcome(a.call("submit_gradient", payload))))
 

@@ -12,11 +12,20 @@ from typing import Any
 import nacl.signing
 import numpy as np
 import pytest
-from dht_cases import PROPERTIES, assert_same_run, contract_on_mock, run_on
+from dht_cases import (
+    PROPERTIES,
+    assert_same_run,
+    bad_submissions,
+    contract_on_mock,
+    outcome,
+    run_on,
+    submission,
+    values,
+)
 
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
-from zerotrustml.backends.mock_conductor import MockConductor
+from zerotrustml.backends.mock_conductor import MockConductor, store_proof
 from zerotrustml.defence.committee import cast_vote
 from zerotrustml.exceptions import SubmissionRejected
 from zerotrustml.holochain.errors import ZomeCallError
@@ -42,13 +51,36 @@ def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
     assert answers["submit proof nonce"] == (
         "rejected",
         "proof.nonce",
-        "invalid",
+        "bad_proof",
         "proof.nonce: must be 16 bytes, got 4",
     )
     assert answers["register replayed"][0] == "zome_error"
     assert answers["register replayed"][1].startswith("NodeRegistration.signature: does not verify")
     assert answers["vote own"] == ("zome_error", "CommitteeVote.submission: a member cannot vote on its own submission")
     assert answers["registrations"] == ("ok", [("A", "node-a"), ("B", "node-b")])
+    assert answers["submit proof signature"][:3] == ("rejected", "proof.signature", "bad_proof")
+
+    # One table for both stores: the contract's refused submissions (each answered by the mock as by real
+    # conductors, see test_holochain_conductors) get the same answers from the embedded store.
+    def as_submission(p: dict[str, Any]) -> Submission:
+        v = np.asarray(p["values"], dtype=np.float32)
+        return Submission(
+            "A", p["round"], p["model_id"], v, p["example_count"], p["norm"], p["payload_hash"], store_proof(p["proof"])
+        )
+
+    async def embedded() -> dict[str, tuple[Any, ...]]:
+        props = PROPERTIES
+        spec = ModelSpec(
+            props["model_id"], props["dims"], props["max_norm"], props["max_payload_bytes"], props["max_round"]
+        )
+        async with EmbeddedStore(tmp_path / "emb") as store:
+            await store.set_model_spec(spec)
+            await store.submit(as_submission(submission(0, values())))
+            return {name: await outcome(store.submit(as_submission(p))) for name, p in bad_submissions().items()}
+
+    got = asyncio.run(embedded())
+    assert got == {name: answers[f"submit {name}"] for name in got}
+    assert all(a[0] == "rejected" for a in got.values())
 
 
 SPEC = ModelSpec("mock-v1", dims=6, max_norm=10.0, max_round=9)

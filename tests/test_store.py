@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import numpy as np
 import pytest
 
@@ -44,8 +45,9 @@ from zerotrustml.backends import (
     open_backend,
 )
 from zerotrustml.backends.embedded import DB_NAME
+from zerotrustml.defence.proofs import sign_claim
 from zerotrustml.exceptions import NonFiniteError, ParameterError, ShapeError, SubmissionRejected
-from zerotrustml.validation import ModelSpec, Submission, payload_hash
+from zerotrustml.validation import DHT_PROOF_SCHEME, ModelSpec, Submission, payload_hash
 
 DIMS = 8
 SPEC = ModelSpec(model_id="mlp-v1", dims=DIMS, max_norm=10.0, max_round=9)
@@ -67,8 +69,24 @@ def vec(seed: int, scale: float = 0.5, dims: int = DIMS) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(dims) * scale).astype(np.float32)
 
 
-def sub(node: str, rnd: int = 0, seed: int = 0, **proof: Any) -> Submission:
-    return Submission.create(node, rnd, SPEC.model_id, vec(seed), example_count=32, proof=proof or {"loss": 0.5})
+PROOF_KEY = nacl.signing.SigningKey(bytes(range(32)))
+
+
+@functools.cache
+def _signed(node: str, rnd: int, digest: bytes) -> dict[str, Any]:
+    # One proof per (node, round, payload): the same submission built twice is the same content.
+    claim = dict(loss_before=0.9, loss_after=0.5, holdout_size=16, lr=0.1)
+    return sign_claim(PROOF_KEY, node_id=node, round=rnd, payload_hash=digest, **claim).to_json()
+
+
+def proof_for(node: str, rnd: int, values: np.ndarray, **over: Any) -> dict[str, Any]:
+    """A signed edge proof of ``values`` (``to_json`` form), with fields of it replaced by ``over``."""
+    return {**_signed(node, rnd, payload_hash(values)), **over}
+
+
+def sub(node: str, rnd: int = 0, seed: int = 0, **over: Any) -> Submission:
+    v = vec(seed)
+    return Submission.create(node, rnd, SPEC.model_id, v, example_count=32, proof=proof_for(node, rnd, v, **over))
 
 
 def record(rnd: int, contributors: tuple[str, ...] = ("a", "b"), flagged: tuple[str, ...] = ("c",)) -> RoundRecord:
@@ -218,7 +236,7 @@ REJECTIONS: dict[str, tuple[Callable[[Submission], Submission], str, str]] = {
     ),
     "lying norm": (lambda s: dataclasses.replace(s, norm=s.norm * 0.5), "norm", "norm_mismatch"),
     "lying hash": (_replace(payload_hash=payload_hash(vec(99))), "payload_hash", "hash_mismatch"),
-    "short hash": (_replace(payload_hash=b"\x00" * 31), "payload_hash", "hash_mismatch"),
+    "short hash": (_replace(payload_hash=b"\x00" * 31), "payload_hash", "bad_hash"),
     "wrong model id": (_replace(model_id="other-model"), "model_id", "model_mismatch"),
     "round past max_round": (_replace(round=SPEC.max_round + 1), "round", "round_out_of_range"),  # type: ignore[operator]
     "zero examples": (_replace(example_count=0), "example_count", "no_examples"),
@@ -236,8 +254,8 @@ async def test_rule_rejected_and_nothing_changes(tmp_path: Path, case: str) -> N
         await store.set_model_spec(SPEC)
         await store.submit(sub("a", 0, seed=1))
         before = await store.export()
-        with pytest.raises(SubmissionRejected) as err:
-            await store.submit(make_bad(sub("z", 0, seed=2)))
+        with pytest.raises(SubmissionRejected) as err:  # without a proof, which would name the payload it proves
+            await store.submit(make_bad(dataclasses.replace(sub("z", 0, seed=2), proof={})))
         assert (err.value.field, err.value.code) == (field, code), str(err.value)
         assert isinstance(err.value, ValueError)
         assert await store.export() == before
@@ -258,17 +276,56 @@ async def test_unstorable_proof_and_round(tmp_path: Path) -> None:
     async with EmbeddedStore(tmp_path) as store:
         await store.set_model_spec(dataclasses.replace(SPEC, max_round=None))
         before = await store.export()
-        with pytest.raises(ParameterError, match="proof: not JSON-serialisable"):
-            await store.submit(sub("a", loss=float("nan")))
-        with pytest.raises(ParameterError, match="proof: not JSON-serialisable"):
+        with pytest.raises(SubmissionRejected, match="^proof.loss_before: must be finite, got NaN$"):
+            await store.submit(sub("a", loss_before=float("nan")))
+        with pytest.raises(SubmissionRejected, match="^proof.model: is not a field"):
             await store.submit(sub("a", model=object()))
         # Rounds and counts stop at 2^63 - 1 in the core rule, the DHT's too (they were a store-only limit).
         with pytest.raises(SubmissionRejected, match=r"^round: 9223372036854775808 is past the last round 92233"):
-            await store.submit(sub("a", rnd=2**63))
+            await store.submit(dataclasses.replace(sub("a"), round=2**63, proof={}))
         many = dataclasses.replace(sub("a"), example_count=2**63)
         with pytest.raises(SubmissionRejected, match=r"^example_count: 9223372036854775808 is above the largest"):
             await store.submit(many)
         assert await store.export() == before
+
+
+@async_test
+async def test_a_proof_is_checked_as_the_zome_checks_it(tmp_path: Path) -> None:
+    # Issue 11 item 9: the store kept any JSON as a proof, where the zome checks an EdgeProof's form.
+    v = vec(1)
+    dht = {"scheme": DHT_PROOF_SCHEME, "loss_before": 0.9, "loss_after": 0.5, "holdout_size": 16, "lr": 0.1}
+    dht |= {"nonce": "01" * 16, "signature": ""}
+    cases = {
+        "any json": ({"loss": 0.5}, "proof.scheme"),
+        "not a mapping": ([0.9, 0.5], "proof"),
+        "another node's": (proof_for("b", 0, v), "proof.node_id"),
+        "another round's": (proof_for("a", 1, v), "proof.round"),
+        "another payload's": (proof_for("a", 0, vec(2)), "proof.payload_hash"),
+        "no step": (proof_for("a", 0, v, lr=0.0), "proof.lr"),
+        "no held-out data": (proof_for("a", 0, v, holdout_size=0), "proof.holdout_size"),
+        "short nonce": (proof_for("a", 0, v, nonce="01" * 8), "proof.nonce"),
+        "dht form, short signature": (dht | {"signature": "02" * 63}, "proof.signature"),
+        "dht form, infinite loss": (dht | {"loss_after": float("inf")}, "proof.loss_after"),
+        "dht form, extra key": (dht | {"node_id": "a"}, "proof"),
+    }
+    async with EmbeddedStore(tmp_path) as store:
+        await store.set_model_spec(SPEC)
+        await store.submit(sub("z"))
+        before = await store.export()
+        for name, (proof, field) in cases.items():
+            bad = dataclasses.replace(Submission.create("a", 0, SPEC.model_id, v, example_count=32), proof=proof)
+            with pytest.raises(SubmissionRejected) as err:
+                await store.submit(bad)
+            assert (err.value.field, err.value.code) == (field, "bad_proof"), name
+            assert str(err.value).startswith(f"{field}: "), name
+        assert await store.export() == before
+        for proof in ({}, proof_for("a", 0, v), dht):  # none, the SDK's form, the DHT's form
+            node = f"a{len(proof)}"
+            if proof and "node_id" in proof:
+                proof = proof_for(node, 0, v)
+            await store.submit(Submission.create(node, 0, SPEC.model_id, v, example_count=32, proof=proof))
+            got = await store.get_submission(0, node)
+            assert got is not None and dict(got.proof) == proof
 
 
 # --------------------------------------------------------------------- accepted submissions
@@ -277,7 +334,8 @@ async def test_unstorable_proof_and_round(tmp_path: Path) -> None:
 @async_test
 async def test_submission_round_trips_exactly(tmp_path: Path) -> None:
     values = np.array([-0.0, 1e-45, -3.4, np.float32(0.1), 1.0, -1.0, 2.5e-39, 7.0], dtype=np.float32)
-    base = Submission.create("node-1", 3, SPEC.model_id, values, example_count=17, proof={"before": 0.9, "x": [1, 2]})
+    proof = proof_for("node-1", 3, values)
+    base = Submission.create("node-1", 3, SPEC.model_id, values, example_count=17, proof=proof)
     # A claimed norm that differs within the rules' tolerance is stored as claimed, not recomputed.
     claimed = dataclasses.replace(base, norm=base.norm * (1 + 1e-6))
     async with EmbeddedStore(tmp_path) as store:

@@ -63,7 +63,7 @@ def test_float32_norm_from_numpy_is_within_tolerance() -> None:
         ({"norm": float("nan")}, "norm", "bad_norm"),
         ({"norm": -1.0}, "norm", "bad_norm"),
         ({"payload_hash": bytes(32)}, "payload_hash", "hash_mismatch"),
-        ({"payload_hash": b"short"}, "payload_hash", "hash_mismatch"),
+        ({"payload_hash": b"short"}, "payload_hash", "bad_hash"),
         ({"example_count": 0}, "example_count", "no_examples"),
         ({"example_count": -3}, "example_count", "bad_integer"),
         ({"round": -1}, "round", "bad_integer"),

@@ -89,6 +89,11 @@ def validate_submission(
 def check_unique(round: int, already: int) -> None:
     """Raise SubmissionRejected (code duplicate) when already > 0."""
 
+def check_proof(
+    *, loss_before: float, loss_after: float, holdout_size: int, lr: float, nonce_len: int, signature_len: int
+) -> None:
+    """Raise SubmissionRejected (code bad_proof, field proof.<name>) for a malformed edge proof."""
+
 def is_committee_member(seed: bytes, round: int, key: bytes, rate: float) -> bool:
     """The DHT committee lottery: SHA-256(seed || round u64 BE || key)[:8] as u64 BE < rate * 2^64."""
 

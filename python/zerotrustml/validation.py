@@ -6,7 +6,7 @@ exactly what the DHT accepts. A broken rule raises
 :class:`~zerotrustml.exceptions.SubmissionRejected`, whose ``field`` names
 the field and ``code`` the rule (``dims_mismatch``, ``non_finite``,
 ``norm_bound``, ``norm_mismatch``, ``hash_mismatch``, ``too_large``,
-``duplicate``, ...).
+``duplicate``, ``bad_hash``, ``bad_proof``, ...).
 
 Payload hash: SHA-256 over the little-endian float32 bytes of the values in
 order. Norm: L2, accumulated in float64; a claimed norm must agree within a
@@ -35,8 +35,17 @@ __all__ = [
     "l2_norm",
     "validate",
     "check_unique",
+    "check_proof",
+    "DHT_PROOF_SCHEME",
     "SubmissionRejected",
 ]
+
+#: The scheme of a proof in the form the DHT stores it: the losses, step,
+#: held-out size, nonce and signature (hex), without the node id, round,
+#: payload hash and public key that the entry and its author imply. The
+#: mock conductor keeps its agents' proofs in this form.
+DHT_PROOF_SCHEME = "zerotrustml/dht-edge-proof/v1"
+_DHT_PROOF_KEYS = frozenset({"scheme", "loss_before", "loss_after", "holdout_size", "lr", "nonce", "signature"})
 
 
 def _payload(values: Any, name: str = "values") -> npt.NDArray[np.float32]:
@@ -185,8 +194,11 @@ def validate(spec: ModelSpec, sub: Submission) -> None:
             raise _reject(name, "bad_integer", f"must be below 2**64, got {value!r}")
     if isinstance(sub.norm, bool) or not isinstance(sub.norm, (int, float, np.floating)):
         raise _reject("norm", "bad_norm", f"must be a number, got {sub.norm!r}")
-    if not isinstance(sub.payload_hash, bytes) or len(sub.payload_hash) != 32:
-        raise _reject("payload_hash", "hash_mismatch", "must be 32 bytes of SHA-256")
+    if not isinstance(sub.payload_hash, bytes):
+        raise _reject("payload_hash", "bad_hash", f"must be 32 bytes, got {type(sub.payload_hash).__name__}")
+    if len(sub.payload_hash) != 32:
+        raise _reject("payload_hash", "bad_hash", f"must be 32 bytes, got {len(sub.payload_hash)}")
+    check_proof(sub)
     values = np.asarray(sub.values)
     if values.dtype != np.float32:
         raise _reject("values", "bad_dtype", f"payloads are float32, got {values.dtype}")
@@ -202,6 +214,85 @@ def validate(spec: ModelSpec, sub: Submission) -> None:
         example_count=int(sub.example_count),
         payload_hash=sub.payload_hash,
     )
+
+
+def check_proof(sub: Submission) -> None:
+    """The form of ``sub.proof``, by the core's rule (the one the integrity zome applies).
+
+    A proof is empty (none), an :class:`~zerotrustml.defence.proofs.EdgeProof`
+    in its ``to_json`` form bound to this submission's node, round and
+    payload hash, or a proof in the DHT's form (:data:`DHT_PROOF_SCHEME`).
+    Either way its losses and step are finite, ``lr > 0``, the held-out set
+    has 1..2**63-1 examples, the nonce is 16 bytes and the signature empty
+    or 64 bytes. The signature itself is evidence for committees, not a
+    store rule. Raises ``SubmissionRejected`` (code ``bad_proof``, field
+    ``proof`` or ``proof.<name>``).
+    """
+    proof = sub.proof
+    if not isinstance(proof, Mapping):
+        raise _reject("proof", "bad_proof", f"must be a mapping (empty for none), got {type(proof).__name__}")
+    if not proof:
+        return
+    if proof.get("scheme") == DHT_PROOF_SCHEME:
+        form = _dht_proof_form(proof)
+    else:
+        form = _sdk_proof_form(sub, proof)
+    _core.check_proof(**form)
+
+
+def _dht_proof_form(proof: Mapping[str, Any]) -> dict[str, Any]:
+    keys = set(proof)
+    if keys != _DHT_PROOF_KEYS:
+        missing, extra = sorted(_DHT_PROOF_KEYS - keys), sorted(keys - _DHT_PROOF_KEYS)
+        raise _reject("proof", "bad_proof", f"missing keys {missing}, unknown keys {extra}")
+    form: dict[str, Any] = {}
+    for name in ("loss_before", "loss_after", "lr"):
+        v = proof[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _reject(f"proof.{name}", "bad_proof", f"must be a number, got {v!r}")
+        form[name] = float(v)
+    size = proof["holdout_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**64:
+        raise _reject("proof.holdout_size", "bad_proof", f"must be an integer in [0, 2**64), got {size!r}")
+    form["holdout_size"] = size
+    for name in ("nonce", "signature"):
+        try:
+            form[f"{name}_len"] = len(bytes.fromhex(proof[name]))
+        except (TypeError, ValueError):
+            raise _reject(f"proof.{name}", "bad_proof", f"must be hex, got {proof[name]!r}") from None
+    return form
+
+
+def _sdk_proof_form(sub: Submission, proof: Mapping[str, Any]) -> dict[str, Any]:
+    from zerotrustml.defence.proofs import EdgeProof, ProofError
+
+    try:
+        p = EdgeProof.from_json(proof)
+    except ProofError as err:
+        name = "proof" if err.field == "proof" else f"proof.{err.field}"
+        text = str(err)
+        reason = text.split(": ", 1)[1] if text.startswith(f"{err.field}: ") else text
+        raise _reject(name, "bad_proof", reason) from None
+    for name, theirs, ours in (
+        ("node_id", p.node_id, sub.node_id),
+        ("round", p.round, sub.round),
+        ("payload_hash", p.payload_hash, sub.payload_hash),
+    ):
+        if theirs != ours:
+            shown = (
+                (theirs.hex(), ours.hex())
+                if isinstance(theirs, bytes) and isinstance(ours, bytes)
+                else (repr(theirs), repr(ours))
+            )
+            raise _reject(f"proof.{name}", "bad_proof", f"the proof is for {shown[0]}, the submission for {shown[1]}")
+    return {
+        "loss_before": p.loss_before,
+        "loss_after": p.loss_after,
+        "holdout_size": p.holdout_size,
+        "lr": p.lr,
+        "nonce_len": len(p.nonce),
+        "signature_len": len(p.signature),
+    }
 
 
 def check_unique(round: int, already: int) -> None:

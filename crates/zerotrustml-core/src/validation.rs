@@ -60,6 +60,27 @@ pub struct SubmissionMeta<'a> {
     pub payload_hash: [u8; 32],
 }
 
+/// Bytes of an edge proof's nonce.
+pub const PROOF_NONCE_BYTES: usize = 16;
+/// Bytes of an edge proof's signature (Ed25519) when it carries one.
+pub const PROOF_SIGNATURE_BYTES: usize = 64;
+
+/// The form of a submission's edge proof: a node's claim of its held-out
+/// loss before and after a step of size `lr` along its update. The stores
+/// check the form only; the signature and the losses are evidence that
+/// committees weigh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProofForm {
+    pub loss_before: f64,
+    pub loss_after: f64,
+    pub holdout_size: u64,
+    pub lr: f64,
+    pub nonce_len: usize,
+    /// 0 (the proof signs nothing beyond the entry's action) or
+    /// [`PROOF_SIGNATURE_BYTES`].
+    pub signature_len: usize,
+}
+
 /// The first rule a submission breaks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
@@ -89,6 +110,8 @@ pub enum Rejection {
     ExampleCount { count: u64 },
     /// The author already submitted in this round.
     Duplicate { round: u64 },
+    /// The edge proof is malformed; `field` is `proof.<name>`.
+    Proof { field: &'static str, reason: String },
 }
 
 impl Rejection {
@@ -103,6 +126,7 @@ impl Rejection {
             Rejection::NormClaim { .. } | Rejection::NormMismatch { .. } | Rejection::NormBound { .. } => "norm",
             Rejection::HashMismatch { .. } => "payload_hash",
             Rejection::ExampleCount { .. } => "example_count",
+            Rejection::Proof { field, .. } => field,
         }
     }
 
@@ -123,6 +147,7 @@ impl Rejection {
             Rejection::ExampleCount { count: 0 } => "no_examples",
             Rejection::ExampleCount { .. } => "example_count_out_of_range",
             Rejection::Duplicate { .. } => "duplicate",
+            Rejection::Proof { .. } => "bad_proof",
         }
     }
 }
@@ -151,11 +176,40 @@ impl fmt::Display for Rejection {
                 write!(f, "{field}: {count} is above the largest count {MAX_NUMBER}")
             }
             Rejection::Duplicate { round } => write!(f, "{field}: this author already submitted in round {round}"),
+            Rejection::Proof { reason, .. } => write!(f, "{field}: {reason}"),
         }
     }
 }
 
 impl std::error::Error for Rejection {}
+
+/// The form of an edge proof: finite losses and step, `lr > 0`, a held-out
+/// set of 1..=[`MAX_NUMBER`] examples, a 16-byte nonce, and no signature or
+/// a 64-byte one.
+pub fn check_proof(p: &ProofForm) -> Result<(), Rejection> {
+    let bad = |field: &'static str, reason: String| Err(Rejection::Proof { field, reason });
+    for (field, v) in [("proof.loss_before", p.loss_before), ("proof.loss_after", p.loss_after), ("proof.lr", p.lr)] {
+        if !v.is_finite() {
+            return bad(field, format!("must be finite, got {v}"));
+        }
+    }
+    if p.lr <= 0.0 {
+        return bad("proof.lr", format!("must be > 0, got {}", p.lr));
+    }
+    if p.holdout_size == 0 || p.holdout_size > MAX_NUMBER {
+        return bad("proof.holdout_size", format!("must be in 1..={MAX_NUMBER}, got {}", p.holdout_size));
+    }
+    if p.nonce_len != PROOF_NONCE_BYTES {
+        return bad("proof.nonce", format!("must be {PROOF_NONCE_BYTES} bytes, got {}", p.nonce_len));
+    }
+    if !(p.signature_len == 0 || p.signature_len == PROOF_SIGNATURE_BYTES) {
+        return bad(
+            "proof.signature",
+            format!("must be empty or {PROOF_SIGNATURE_BYTES} bytes, got {}", p.signature_len),
+        );
+    }
+    Ok(())
+}
 
 /// Lower-case hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
@@ -418,6 +472,37 @@ mod tests {
             err.to_string(),
             "example_count: 18446744073709551615 is above the largest count 9223372036854775807"
         );
+    }
+
+    #[test]
+    fn proofs_are_checked_for_form() {
+        let good = ProofForm {
+            loss_before: 0.7,
+            loss_after: 0.6,
+            holdout_size: 32,
+            lr: 0.1,
+            nonce_len: PROOF_NONCE_BYTES,
+            signature_len: PROOF_SIGNATURE_BYTES,
+        };
+        assert_eq!(check_proof(&good), Ok(()));
+        assert_eq!(check_proof(&ProofForm { signature_len: 0, ..good.clone() }), Ok(()));
+        assert_eq!(check_proof(&ProofForm { holdout_size: MAX_NUMBER, ..good.clone() }), Ok(()));
+        for (p, field) in [
+            (ProofForm { loss_before: f64::NAN, ..good.clone() }, "proof.loss_before"),
+            (ProofForm { loss_after: f64::INFINITY, ..good.clone() }, "proof.loss_after"),
+            (ProofForm { lr: f64::NEG_INFINITY, ..good.clone() }, "proof.lr"),
+            (ProofForm { lr: 0.0, ..good.clone() }, "proof.lr"),
+            (ProofForm { holdout_size: 0, ..good.clone() }, "proof.holdout_size"),
+            (ProofForm { holdout_size: MAX_NUMBER + 1, ..good.clone() }, "proof.holdout_size"),
+            (ProofForm { nonce_len: 8, ..good.clone() }, "proof.nonce"),
+            (ProofForm { signature_len: 63, ..good.clone() }, "proof.signature"),
+        ] {
+            let err = check_proof(&p).unwrap_err();
+            assert_eq!((err.field(), err.code()), (field, "bad_proof"), "{p:?}");
+            assert!(err.to_string().starts_with(&format!("{field}: ")), "{err}");
+        }
+        let err = check_proof(&ProofForm { lr: -0.5, ..good }).unwrap_err();
+        assert_eq!(err.to_string(), "proof.lr: must be > 0, got -0.5");
     }
 
     #[test]

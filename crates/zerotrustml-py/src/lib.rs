@@ -319,6 +319,22 @@ fn check_unique(py: Python<'_>, round: u64, already: u64) -> PyResult<()> {
     validation::check_unique(round, already).map_err(|r| rejected(py, r))
 }
 
+/// The form of an edge proof (`zerotrustml_core::validation::check_proof`), the rule the zome applies.
+#[pyfunction]
+#[pyo3(signature = (*, loss_before, loss_after, holdout_size, lr, nonce_len, signature_len))]
+fn check_proof(
+    py: Python<'_>,
+    loss_before: f64,
+    loss_after: f64,
+    holdout_size: u64,
+    lr: f64,
+    nonce_len: usize,
+    signature_len: usize,
+) -> PyResult<()> {
+    let form = validation::ProofForm { loss_before, loss_after, holdout_size, lr, nonce_len, signature_len };
+    validation::check_proof(&form).map_err(|r| rejected(py, r))
+}
+
 /// The DHT's committee lottery (`zerotrustml_core::committee`), so Python checks votes as validators do.
 #[pyfunction]
 fn is_committee_member(seed: &[u8], round: u64, key: &[u8], rate: f64) -> PyResult<bool> {
@@ -357,6 +373,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_spec, m)?)?;
     m.add_function(wrap_pyfunction!(validate_submission, m)?)?;
     m.add_function(wrap_pyfunction!(check_unique, m)?)?;
+    m.add_function(wrap_pyfunction!(check_proof, m)?)?;
     m.add_function(wrap_pyfunction!(is_committee_member, m)?)?;
     m.add_function(wrap_pyfunction!(capped_example_weights, m)?)?;
     m.add("DEFAULT_EXAMPLE_CAP", core::examples::DEFAULT_EXAMPLE_CAP)?;

@@ -55,7 +55,7 @@ from zerotrustml.exceptions import ParameterError
 from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable, ZomeCallError
 from zerotrustml.holochain.network import DEFAULT_COMMITTEE_SEED
 from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
-from zerotrustml.validation import ModelSpec, Submission
+from zerotrustml.validation import DHT_PROOF_SCHEME, ModelSpec, Submission, check_proof
 
 __all__ = [
     "HolochainBackend",
@@ -99,29 +99,33 @@ def sign_registration(signing_key: nacl.signing.SigningKey, agent: bytes, node_i
 
 
 def zome_proof(proof: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The zome's ``EdgeProof`` for a submission's proof (``EdgeProof.to_json`` form), or ``None``.
+    """The zome's ``EdgeProof`` for a submission's proof, or ``None`` for no proof.
 
-    The node id, round, payload hash and public key are not stored: the
-    submission and its author's registration imply them, and a reader
-    rebuilds the proof from those (:func:`proof_from_entry`). A proof that
-    does not parse is submitted as no proof; verification would refuse it
-    either way.
+    ``proof`` is one :func:`~zerotrustml.validation.check_proof` accepted
+    (call it first: a malformed proof is refused there, never dropped): an
+    ``EdgeProof.to_json`` mapping or the DHT's own form. The node id,
+    round, payload hash and public key are not stored: the submission and
+    its author's registration imply them, and a reader rebuilds the proof
+    from those (:func:`proof_from_entry`).
     """
     if not proof:
         return None
-    from zerotrustml.defence.proofs import EdgeProof, ProofError
+    if proof.get("scheme") == DHT_PROOF_SCHEME:
+        nonce, signature = bytes.fromhex(proof["nonce"]), bytes.fromhex(proof["signature"])
+        fields = proof
+    else:
+        from zerotrustml.defence.proofs import EdgeProof
 
-    try:
         p = EdgeProof.from_json(proof)
-    except ProofError:
-        return None
+        nonce, signature = p.nonce, p.signature
+        fields = {"loss_before": p.loss_before, "loss_after": p.loss_after, "holdout_size": p.holdout_size, "lr": p.lr}
     return {
-        "loss_before": p.loss_before,
-        "loss_after": p.loss_after,
-        "holdout_size": p.holdout_size,
-        "lr": p.lr,
-        "nonce": p.nonce,
-        "signature": p.signature,
+        "loss_before": float(fields["loss_before"]),
+        "loss_after": float(fields["loss_after"]),
+        "holdout_size": int(fields["holdout_size"]),
+        "lr": float(fields["lr"]),
+        "nonce": nonce,
+        "signature": signature,
     }
 
 
@@ -578,6 +582,7 @@ class HolochainBackend(Backend):
         if self._spec is None:
             raise StoreError("holochain backend: no model spec yet; call set_model_spec() before submitting")
         node = self._node(sub.node_id)
+        check_proof(sub)  # the zome applies the same rule; refused here, a malformed proof is never dropped
         fields = {
             "round": int(sub.round),
             "model_id": sub.model_id,

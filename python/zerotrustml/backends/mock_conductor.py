@@ -57,11 +57,10 @@ from zerotrustml.holochain.wire import (
     holo_hash,
     unpackb,
 )
-from zerotrustml.validation import NORM_RTOL, ModelSpec, Submission, l2_norm, payload_hash
+from zerotrustml.validation import DHT_PROOF_SCHEME, NORM_RTOL, ModelSpec, Submission, l2_norm, payload_hash
 
 __all__ = ["MockConductor", "MockCell"]
 
-_NONCE_BYTES = 16
 _SIGNATURE_BYTES = 64
 _RULES = ("mean", "krum", "multi_krum", "median", "trimmed_mean", "personal")
 
@@ -203,10 +202,9 @@ class MockCell:
         digest = bytes(p["payload_hash"]) if p.get("payload_hash") is not None else payload_hash(values)
         norm = float(p["norm"]) if p.get("norm") is not None else l2_norm(values)
         if len(digest) != 32:
-            raise _invalid("submit_gradient", f"GradientSubmission.payload_hash: must be 32 bytes, got {len(digest)}")
-        proof = p.get("proof")
-        if proof is not None:
-            self._check_proof(proof)
+            reason = f"GradientSubmission.payload_hash: must be 32 bytes, got {len(digest)} [bad_hash]"
+            raise _invalid("submit_gradient", reason)
+        proof = p.get("proof")  # its form is the core's rule, which the store applies
         sub = Submission(
             node_id=hash_b64(self._agent),
             round=int(p["round"]),
@@ -215,38 +213,12 @@ class MockCell:
             example_count=int(p["example_count"]),
             norm=norm,
             payload_hash=digest,
-            proof=_proof_json(proof),
+            proof=store_proof(proof),
         )
         await c.store.submit(sub)  # the core's rules, as the integrity zome applies them
         action = c.submission_action(self._agent, sub.round, digest)
         c.actions[action] = (sub.round, self._agent)
         return action
-
-    @staticmethod
-    def _check_proof(p: Mapping[str, Any]) -> None:
-        for name in ("loss_before", "loss_after", "lr"):
-            v = float(p[name])
-            if not math.isfinite(v):
-                raise _invalid(
-                    "submit_gradient", f"GradientSubmission.proof.{name}: must be finite, got {_rust_float(v)}"
-                )
-        if float(p["lr"]) <= 0.0:
-            raise _invalid(
-                "submit_gradient", f"GradientSubmission.proof.lr: must be > 0, got {_rust_float(float(p['lr']))}"
-            )
-        if int(p["holdout_size"]) == 0:
-            raise _invalid("submit_gradient", "GradientSubmission.proof.holdout_size: must be at least 1")
-        nonce = bytes(p["nonce"])
-        if len(nonce) != _NONCE_BYTES:
-            raise _invalid(
-                "submit_gradient", f"GradientSubmission.proof.nonce: must be {_NONCE_BYTES} bytes, got {len(nonce)}"
-            )
-        sig = bytes(p.get("signature") or b"")
-        if len(sig) not in (0, _SIGNATURE_BYTES):
-            raise _invalid(
-                "submit_gradient",
-                f"GradientSubmission.proof.signature: must be empty or {_SIGNATURE_BYTES} bytes, got {len(sig)}",
-            )
 
     def _output(self, sub: Submission, author: bytes) -> dict[str, Any]:
         c = self.conductor
@@ -263,7 +235,7 @@ class MockCell:
                 "norm": float(sub.norm),
                 "example_count": int(sub.example_count),
                 "chunk_hashes": c.chunk_hashes(values),
-                "proof": _proof_entry(sub.proof),
+                "proof": entry_proof(sub.proof),
             },
             "values": values.tolist(),
         }
@@ -621,21 +593,23 @@ def _rust_float(v: float) -> str:
     return repr(int(v)) if v == int(v) and abs(v) < 1e16 else repr(v)
 
 
-def _proof_json(entry: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The zome proof as JSON for the store (bytes as hex)."""
+def store_proof(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A zome ``EdgeProof`` as the store keeps it (:data:`~zerotrustml.validation.DHT_PROOF_SCHEME`, bytes as hex)."""
     if entry is None:
         return {}
-    out = dict(entry)
+    # The zome's EdgeProof fields only (serde ignores any other key; a missing signature is empty).
+    out: dict[str, Any] = {k: entry.get(k) for k in ("loss_before", "loss_after", "holdout_size", "lr")}
     for k in ("nonce", "signature"):
-        out[k] = bytes(out.get(k) or b"").hex()
-    out["zome_proof"] = True
+        out[k] = bytes(entry.get(k) or b"").hex()
+    out["scheme"] = DHT_PROOF_SCHEME
     return out
 
 
-def _proof_entry(stored: Mapping[str, Any]) -> dict[str, Any] | None:
+def entry_proof(stored: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The zome ``EdgeProof`` of a proof the store keeps (``None`` for none): the inverse of :func:`store_proof`."""
     if not stored:
         return None
-    out = {k: v for k, v in stored.items() if k != "zome_proof"}
+    out = {k: v for k, v in stored.items() if k != "scheme"}
     for k in ("nonce", "signature"):
         out[k] = bytes.fromhex(out.get(k) or "")
     return out

@@ -17,7 +17,9 @@
 //! edge proof needs no signature of its own.
 
 use hdi::prelude::*;
-use zerotrustml_core::validation::{check_unique, validate_digest, validate_meta, Rejection, SubmissionMeta};
+use zerotrustml_core::validation::{
+    check_proof as core_check_proof, check_unique, validate_digest, validate_meta, ProofForm, Rejection, SubmissionMeta,
+};
 
 use crate::{
     check, created_entry, earlier_entries, fetch_payload, link_target_action, model_properties, round_anchor,
@@ -29,7 +31,7 @@ pub const DTYPE: &str = "f32";
 /// Bytes of a payload or result hash (SHA-256).
 pub const HASH_BYTES: usize = 32;
 /// Bytes of an edge proof's nonce (as in the Python SDK's proofs).
-pub const NONCE_BYTES: usize = 16;
+pub const NONCE_BYTES: usize = zerotrustml_core::validation::PROOF_NONCE_BYTES;
 
 /// A node's claim about the quality of its update: the loss on its own
 /// held-out data before and after a step of size `lr` along the update.
@@ -85,9 +87,10 @@ pub fn rejection(entry: &str, r: &Rejection) -> String {
     }
 }
 
-/// The 32 bytes of a hash field.
+/// The 32 bytes of a hash field (code `bad_hash`, as the embedded store names the rule).
 pub fn hash32(bytes: &[u8], field: &str) -> Result<[u8; HASH_BYTES], String> {
-    <[u8; HASH_BYTES]>::try_from(bytes).map_err(|_| format!("{field}: must be {HASH_BYTES} bytes, got {}", bytes.len()))
+    <[u8; HASH_BYTES]>::try_from(bytes)
+        .map_err(|_| format!("{field}: must be {HASH_BYTES} bytes, got {} [bad_hash]", bytes.len()))
 }
 
 impl GradientSubmission {
@@ -116,31 +119,18 @@ pub fn check_form(s: &GradientSubmission) -> Result<(), String> {
     Ok(())
 }
 
-/// The form of an edge proof (as the Python SDK checks it; its signature is
-/// the submission's action signature here).
+/// The form of an edge proof: the core's rule, the one both stores apply
+/// (its signature, when empty, is the submission's action signature here).
 pub fn check_proof(p: &EdgeProof) -> Result<(), String> {
-    for (name, v) in [("loss_before", p.loss_before), ("loss_after", p.loss_after), ("lr", p.lr)] {
-        if !v.is_finite() {
-            return Err(format!("GradientSubmission.proof.{name}: must be finite, got {v}"));
-        }
-    }
-    if p.lr <= 0.0 {
-        return Err(format!("GradientSubmission.proof.lr: must be > 0, got {}", p.lr));
-    }
-    if p.holdout_size == 0 {
-        return Err("GradientSubmission.proof.holdout_size: must be at least 1".to_string());
-    }
-    if p.nonce.len() != NONCE_BYTES {
-        return Err(format!("GradientSubmission.proof.nonce: must be {NONCE_BYTES} bytes, got {}", p.nonce.len()));
-    }
-    if !(p.signature.is_empty() || p.signature.len() == crate::NODE_SIGNATURE_BYTES) {
-        return Err(format!(
-            "GradientSubmission.proof.signature: must be empty or {} bytes, got {}",
-            crate::NODE_SIGNATURE_BYTES,
-            p.signature.len()
-        ));
-    }
-    Ok(())
+    let form = ProofForm {
+        loss_before: p.loss_before,
+        loss_after: p.loss_after,
+        holdout_size: p.holdout_size,
+        lr: p.lr,
+        nonce_len: p.nonce.len(),
+        signature_len: p.signature.len(),
+    };
+    core_check_proof(&form).map_err(|r| rejection("GradientSubmission", &r))
 }
 
 /// Everything that needs no host call: form and the core's claim rules.
@@ -326,7 +316,10 @@ mod tests {
         let err = full_check(&s, &v).unwrap_err();
         assert!(err.starts_with("GradientSubmission.payload_hash: claimed "), "{err}");
         let s = GradientSubmission { payload_hash: vec![1, 2, 3], ..sample(&v) };
-        assert_eq!(check_claims(&props(), &s).unwrap_err(), "GradientSubmission.payload_hash: must be 32 bytes, got 3");
+        assert_eq!(
+            check_claims(&props(), &s).unwrap_err(),
+            "GradientSubmission.payload_hash: must be 32 bytes, got 3 [bad_hash]"
+        );
     }
 
     #[test]
