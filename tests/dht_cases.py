@@ -359,12 +359,28 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
                         [names.get(bytes(f)) for f in x["aggregate"]["flagged"]],
                         bytes(x["aggregate"]["result_hash"]).hex(),
                         x["verified"],
+                        x["coverage"],
                     )
                     for x in aggs
                 ),
             ),
         )
     )
+    # A hand-picked subset validates (the median of A's own submission in a round where B submitted too);
+    # what it covers is there for every reader to see.
+    await b.call("submit_gradient", submission(b_in, values(2.0)))
+    await eventually(lambda: a.call("get_round_submissions", b_in), lambda r: len(r) >= 2)
+    picked = {
+        "round": b_in,
+        "rule": "median",
+        "f": 0,
+        "contributors": [bytes(sub_in)],
+        "flagged": [],
+        "values": [float(x) for x in values(0.75)],
+    }
+    out.append(("aggregate hand-picked", await outcome(a.call("publish_computed_aggregate", picked), lambda h: "ok")))
+    aggs = await eventually(lambda: b.call("get_round_aggregates", b_in), lambda r: len(r) >= 1)
+    out.append(("hand-picked coverage", ("ok", [(x["verified"], x["coverage"]) for x in aggs])))
     return out
 
 

@@ -59,6 +59,11 @@ def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
     assert answers["vote own"] == ("zome_error", "CommitteeVote.submission: a member cannot vote on its own submission")
     assert answers["registrations"] == ("ok", [("A", "node-a"), ("B", "node-b")])
     assert answers["submit proof signature"][:3] == ("rejected", "proof.signature", "bad_proof")
+    assert answers["aggregate hand-picked"] == ("ok", "ok")  # a subset validates ...
+    cover = {"covered": 1, "round_submissions": 2, "complete": False}
+    assert answers["hand-picked coverage"] == ("ok", [(True, cover)])  # ... and says what it covers
+    full = {"covered": 2, "round_submissions": 2, "complete": True}
+    assert [x[-1] for x in answers["aggregates"][1]] == [full, full]
 
     # One table for both stores: the contract's refused submissions (each answered by the mock as by real
     # conductors, see test_holochain_conductors) get the same answers from the embedded store.
@@ -297,3 +302,28 @@ def test_strangers_entries_do_not_enter_the_round(tmp_path: Path, monkeypatch: p
 
         for x, y in zip(a, b, strict=True):
             assert _without_timings(x) == _without_timings(y)
+
+
+def test_published_results_say_what_they_cover(tmp_path: Path) -> None:
+    # Issue 11 item 4: a result over a hand-picked subset of the round validates; readers see what it covers.
+    from zerotrustml.backends import RoundRecord
+
+    async def go() -> None:
+        backend, keys = await _backend(tmp_path)
+        try:
+            v = np.linspace(-1, 1, 6, dtype=np.float32)
+            subs = [Submission.create(n, 0, "mock-v1", v * (i + 1) / 4, 5) for i, n in enumerate(sorted(keys))]
+            for s in subs:
+                await backend.submit(s)
+            for node, picked in (("n0", subs), ("n2", subs[2:])):
+                rec = RoundRecord(0, "mean", tuple(s.node_id for s in picked), (), picked[0].values, v)
+                assert await backend.publish_result(node, rec, picked) is not None
+            got = {r["author"]: r["coverage"] for r in await backend.get_results(0, "n1")}
+            assert got == {
+                "n0": {"covered": 3, "round_submissions": 3, "complete": True},
+                "n2": {"covered": 1, "round_submissions": 3, "complete": False},
+            }
+        finally:
+            await backend.close()
+
+    asyncio.run(go())

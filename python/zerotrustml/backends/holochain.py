@@ -678,7 +678,9 @@ class HolochainBackend(Backend):
         These are claims for display and audit. The run never uses one as the round's model: every honest
         agent computes the round itself from the submissions it reads. ``verified`` says whether validators
         recomputed the result (a rule they can recompute, within the DNA's ``recompute_limit``); a
-        ``personal`` result or one above the bound is its author's word.
+        ``personal`` result or one above the bound is its author's word. ``coverage`` compares its contributors
+        with the round's submissions this agent sees (``covered``, ``round_submissions``, ``complete``): a result
+        over a hand-picked subset validates, and says so here.
         """
         view = self.view(node_id)
         reg = await view.registry()
@@ -693,6 +695,7 @@ class HolochainBackend(Backend):
                     "result_hash": bytes(a["aggregate"]["result_hash"]),
                     "values": np.asarray(a["values"], dtype=np.float32),
                     "verified": bool(a.get("verified", False)),
+                    "coverage": dict(a.get("coverage") or {}),
                 }
             )
         return out

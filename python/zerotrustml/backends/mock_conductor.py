@@ -556,7 +556,20 @@ class MockCell:
             )
 
     async def _fn_get_round_aggregates(self, round: int) -> list[dict[str, Any]]:
-        return list(self.conductor.aggregates.get(int(round), []))
+        # Coverage against the round's submissions now (the zome reads the round's links; one store never
+        # holds two submissions by one author in a round, so nobody equivocates here).
+        c = self.conductor
+        held = {a for a, (r, _) in c.actions.items() if r == int(round)}
+        out = []
+        for x in c.aggregates.get(int(round), []):
+            contributors = [bytes(h) for h in x["aggregate"]["contributors"]]
+            coverage = {
+                "covered": sum(h in held for h in contributors),
+                "round_submissions": len(held),
+                "complete": contributors == sorted(held),
+            }
+            out.append(dict(x, coverage=coverage))
+        return out
 
 
 def _precondition(rule: str, n: int, f: int) -> str | None:

@@ -64,6 +64,51 @@ pub struct AggregateOutput {
     /// structure, preconditions and result norm only: recompute it before
     /// relying on it.
     pub verified: bool,
+    /// What the aggregate covers of the round as this reader sees it (an
+    /// aggregate over a hand-picked subset validates; its coverage says so).
+    pub coverage: Coverage,
+}
+
+/// An aggregate's contributors against the round's submissions this reader
+/// sees: one per author, authors with two (a forked chain) left out, as
+/// `compute_round_aggregate` counts them. From the round's links, so it
+/// costs no entry fetch; it is a reader's view at one moment (eventual
+/// consistency), not a property of the aggregate.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Coverage {
+    /// Contributors that are among the round's submissions.
+    pub covered: u32,
+    /// The round's submissions.
+    pub round_submissions: u32,
+    /// The contributors are exactly the round's submissions.
+    pub complete: bool,
+}
+
+/// The round's submissions this agent sees, one per author (an author with
+/// two or more is equivocating and left out), ascending by raw bytes.
+fn round_set(round: u64) -> ExternResult<Vec<ActionHash>> {
+    let links =
+        get_links(LinkQuery::try_new(round_anchor(round)?, LinkTypes::RoundToSubmissions)?, GetStrategy::Network)?;
+    let mut by_author: std::collections::HashMap<AgentPubKey, std::collections::BTreeSet<ActionHash>> =
+        std::collections::HashMap::new();
+    for link in links {
+        if let Some(target) = link.target.into_action_hash() {
+            by_author.entry(link.author).or_default().insert(target);
+        }
+    }
+    let mut set: Vec<ActionHash> =
+        by_author.into_values().filter(|s| s.len() == 1).flat_map(|s| s.into_iter()).collect();
+    set.sort_by(|a, b| a.get_raw_39().cmp(b.get_raw_39()));
+    Ok(set)
+}
+
+fn coverage(contributors: &[ActionHash], set: &[ActionHash]) -> Coverage {
+    let covered = contributors.iter().filter(|c| set.contains(c)).count();
+    Coverage {
+        covered: u32::try_from(covered).unwrap_or(u32::MAX),
+        round_submissions: u32::try_from(set.len()).unwrap_or(u32::MAX),
+        complete: contributors == set,
+    }
 }
 
 /// Applies the rule to the given submissions, sorted by action hash.
@@ -165,13 +210,15 @@ pub fn get_round_aggregates(round: u64) -> ExternResult<Vec<AggregateOutput>> {
         found.iter().map(|(_, _, a)| (a.result_chunks.as_slice(), a.result_hash.as_slice())).collect();
     let values = read_payloads(&payloads)?;
     let props = properties()?;
+    let set = round_set(round)?;
     Ok(found
         .into_iter()
         .zip(values)
         .filter_map(|((action_hash, author, aggregate), values)| {
             let verified = Rule::parse(&aggregate.rule).is_ok_and(|r| r.recomputable())
                 && within_recompute_limit(aggregate.contributors.len(), props.dims, props.recompute_limit);
-            values.map(|values| AggregateOutput { action_hash, author, aggregate, values, verified })
+            let coverage = coverage(&aggregate.contributors, &set);
+            values.map(|values| AggregateOutput { action_hash, author, aggregate, values, verified, coverage })
         })
         .collect())
 }
