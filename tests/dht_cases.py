@@ -30,6 +30,7 @@ from zerotrustml.backends.holochain import ZomeCaller, sign_registration
 from zerotrustml.defence.committee import committee_member
 from zerotrustml.exceptions import SubmissionRejected
 from zerotrustml.fl.simulation import RunConfig, Simulation
+from zerotrustml.holochain.admission import issue_beacon
 from zerotrustml.holochain.errors import ConductorError, ZomeCallError
 from zerotrustml.holochain.wire import agent_key
 from zerotrustml.validation import l2_norm, payload_hash
@@ -210,17 +211,35 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     sub_b = await b.call("submit_gradient", submission(0, values(0.25)))
     await eventually(lambda: a.call("get_round_submissions", 0), lambda r: len(r) >= 2)
 
-    # The committee lottery on node keys: rounds where B's key is and is not drawn (the zome agrees).
+    # The committee lottery on node keys, seeded by each round's beacon on this closed network: rounds where
+    # B's key is and is not drawn (the zome agrees).
     seed, rate = PROPERTIES["committee_seed"], PROPERTIES["committee_rate"]
     pub_a, pub_b = bytes(ka.verify_key), bytes(kb.verify_key)
-    lottery = [await b.call("is_committee_member", {"node_key": pub_b, "round": r}) for r in range(12)]
-    out.append(("lottery", ("ok", lottery == [committee_member(seed, r, pub_b, rate) for r in range(12)])))
-    b_in = next(r for r in range(1, 50) if committee_member(seed, r, pub_b, rate))
-    b_out = next(r for r in range(1, 50) if not committee_member(seed, r, pub_b, rate))
-    a_in = next(r for r in range(1, 50) if committee_member(seed, r, pub_a, rate) and r not in (b_in, b_out))
+
+    def beacon(r: int) -> bytes:
+        return issue_beacon(ADMISSION_KEY, seed, r)
+
+    def drawn(r: int, key: bytes) -> bool:
+        return committee_member(seed, r, key, rate, beacon(r))
+
+    lottery = [
+        await b.call("is_committee_member", {"node_key": pub_b, "round": r, "beacon": beacon(r)}) for r in range(12)
+    ]
+    out.append(("lottery", ("ok", lottery == [drawn(r, pub_b) for r in range(12)])))
+    out.append(
+        ("lottery without beacon", await outcome(b.call("is_committee_member", {"node_key": pub_b, "round": 3})))
+    )
+    b_in = next(r for r in range(1, 50) if drawn(r, pub_b))
+    b_out = next(r for r in range(1, 50) if not drawn(r, pub_b))
+    a_in = next(r for r in range(1, 50) if drawn(r, pub_a) and r not in (b_in, b_out))
+    # A round where B's key wins under another round's beacon but not its own: a stale beacon cannot help.
+    b_stale = next(
+        r for r in range(1, 50) if not drawn(r, pub_b) and committee_member(seed, r, pub_b, rate, beacon(b_in))
+    )
     sub_in = await a.call("submit_gradient", submission(b_in, values(0.75)))
     sub_out = await a.call("submit_gradient", submission(b_out, values(0.75)))
     sub_a_in = await a.call("submit_gradient", submission(a_in, values(1.5)))
+    sub_stale = sub_out if b_stale == b_out else await a.call("submit_gradient", submission(b_stale, values(0.5)))
     await eventually(lambda: b.call("get_agent_submissions", a.agent), lambda r: len(r) >= 4)
     vote = {
         "round": b_in,
@@ -229,12 +248,19 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
         "accept": True,
         "signature": b"\x07" * 64,
         "registration": reg_b,
+        "beacon": beacon(b_in),
     }
+    out.append(("vote without beacon", await outcome(b.call("cast_vote", dict(vote, beacon=b"")))))
+    forged = issue_beacon(nacl.signing.SigningKey(b"\x0d" * 32), seed, b_in)  # another key's "beacon"
+    out.append(("vote forged beacon", await outcome(b.call("cast_vote", dict(vote, beacon=forged)))))
+    stale = dict(vote, round=b_stale, submission=sub_stale)  # round b_stale, carrying round b_in's beacon
+    out.append(("vote stale beacon", await outcome(b.call("cast_vote", stale))))
     out.append(("vote", await outcome(b.call("cast_vote", vote), lambda h: len(bytes(h)))))
     out.append(("vote again", await outcome(b.call("cast_vote", dict(vote, accept=False)))))
-    out.append(("vote not drawn", await outcome(b.call("cast_vote", dict(vote, round=b_out, submission=sub_out)))))
+    not_drawn = dict(vote, round=b_out, submission=sub_out, beacon=beacon(b_out))
+    out.append(("vote not drawn", await outcome(b.call("cast_vote", not_drawn))))
     out.append(("vote with A's registration", await outcome(b.call("cast_vote", dict(vote, registration=reg_a)))))
-    own = dict(vote, round=a_in, submission=sub_a_in, registration=reg_a)
+    own = dict(vote, round=a_in, submission=sub_a_in, registration=reg_a, beacon=beacon(a_in))
     out.append(("vote own", await outcome(a.call("cast_vote", own))))
     out.append(("vote wrong round", await outcome(b.call("cast_vote", dict(vote, submission=sub_a)))))
     out.append(("vote nan", await outcome(b.call("cast_vote", dict(vote, quality=math.nan)))))

@@ -154,3 +154,18 @@ def test_cli_issues_proofs_the_network_accepts(tmp_path: Path) -> None:
         main, ["admission", "issue", "--key", str(key_file), "--agent", hash_b64(AGENT)[:-3], "--network-seed", "s"]
     )
     assert bad.exit_code != 0 and "--agent" in bad.output
+
+    # The same key releases each round's committee beacon, which the network's validators accept.
+    from zerotrustml.holochain.admission import verify_beacon
+
+    shown = runner.invoke(
+        main,
+        ["admission", "beacon", "--key", str(key_file), "--committee-seed", "c", "--round", "7", "--format", "hex"],
+    )
+    assert shown.exit_code == 0, shown.output
+    assert verify_beacon(public, "c", 7, bytes.fromhex(shown.output.strip()))
+    assert not verify_beacon(public, "c", 8, bytes.fromhex(shown.output.strip()))
+    negative = runner.invoke(
+        main, ["admission", "beacon", "--key", str(key_file), "--committee-seed", "c", "--round", "-1"]
+    )
+    assert negative.exit_code != 0 and "--round" in negative.output

@@ -311,3 +311,34 @@ def test_dht_lottery_matches_its_definition() -> None:
         committee_member("s", 1, key, 1.5)
     with pytest.raises(_ParameterError, match="key"):
         committee_member("s", 1, b"short", 0.5)
+
+
+def test_a_beacon_reseeds_each_round_and_only_its_key_can_issue_it() -> None:
+    # Issue 11 item 8: with a fixed seed a key's rounds are known for ever, so a key can be ground to sit on
+    # many committees. A beacon per round, signed by the federation's key, makes the draw unknown until then.
+    from zerotrustml import _core
+    from zerotrustml.holochain.admission import issue_beacon, verify_beacon
+
+    authority = nacl.signing.SigningKey(b"\x05" * 32)
+    beacons = [issue_beacon(authority, "s", r) for r in range(20)]
+    assert beacons[3] == issue_beacon(authority, "s", 3)  # one beacon per round (Ed25519 is deterministic)
+    assert verify_beacon(bytes(authority.verify_key), "s", 3, beacons[3])
+    assert not verify_beacon(bytes(authority.verify_key), "s", 4, beacons[3])  # another round's
+    assert not verify_beacon(bytes(authority.verify_key), "t", 3, beacons[3])  # another federation's
+    other = nacl.signing.SigningKey(b"\x06" * 32)
+    assert not verify_beacon(bytes(authority.verify_key), "s", 3, issue_beacon(other, "s", 3))
+    # The grinder's best key under the fixed seed: it wins the most of rounds 0-19 ...
+    grind = [bytes([i]) * 32 for i in range(200)]
+    best = max(grind, key=lambda k: sum(committee_member("s", r, k, 0.25) for r in range(20)))
+    fixed = sum(committee_member("s", r, best, 0.25) for r in range(20))
+    assert fixed >= 10  # twice its fair share of 5
+    # ... and under beacons it is one key like the others (the draw is the core's round seed of the beacon).
+    beaconed = sum(committee_member("s", r, best, 0.25, beacons[r]) for r in range(20))
+    assert beaconed < fixed
+    seeds = {_core.committee_round_seed(b"s", b) for b in beacons}
+    assert len(seeds) == 20 and _core.committee_round_seed(b"s", b"") == b"s"
+    assert committee_member("s", 3, best, 0.25, beacons[3]) == _core.is_committee_member(
+        _core.committee_round_seed(b"s", beacons[3]), 3, best, 0.25
+    )
+    with pytest.raises(ParameterError, match="beacon: must be empty or 64 bytes, got 3"):
+        committee_member("s", 3, best, 0.25, b"abc")

@@ -58,6 +58,12 @@ def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
     assert answers["register replayed"][1].startswith("NodeRegistration.signature: does not verify")
     assert answers["vote own"] == ("zome_error", "CommitteeVote.submission: a member cannot vote on its own submission")
     assert answers["registrations"] == ("ok", [("A", "node-a"), ("B", "node-b")])
+    # Issue 11 item 8: on a closed network a vote needs its round's beacon, signed by the admission key.
+    assert answers["vote without beacon"][1].startswith("CommitteeVote.beacon: required on a closed network")
+    assert answers["vote forged beacon"][1].startswith("CommitteeVote.beacon: not the admission key's beacon")
+    assert answers["vote stale beacon"][1].startswith("CommitteeVote.beacon: not the admission key's beacon")
+    assert answers["lottery without beacon"][0] == "zome_error" and answers["lottery"] == ("ok", True)
+    assert answers["vote"] == ("ok", 39)
     assert answers["submit proof signature"][:3] == ("rejected", "proof.signature", "bad_proof")
     assert answers["aggregate hand-picked"] == ("ok", "ok")  # a subset validates ...
     cover = {"covered": 1, "round_submissions": 2, "complete": False}

@@ -115,9 +115,8 @@ def test_forged_or_missing_proofs_are_flagged_without_committee_help() -> None:
     assert verdict.evidence["reasons"]["n1"][0] == "proof bad_signature"
     assert verdict.evidence["reasons"]["n2"][0] == "proof missing"
     assert "n1" not in verdict.kept
-    drawn = committee.select_committee(
-        dict(ring), 0, pipeline.committee_seed(1), pipeline.lottery_rate(DefenceConfig(), len(subs))
-    )
+    rate = pipeline.lottery_rate(DefenceConfig(), len(subs))
+    drawn = committee.select_committee(dict(ring), 0, pipeline.committee_seed(1), rate, pipeline.round_beacon(1, 0))
     assert verdict.committee == drawn
     assert verdict.vector.shape == (model.dims,)
 
@@ -133,7 +132,7 @@ def test_committee_is_deterministic_and_among_nodes_in_good_standing() -> None:
     for r in range(4, 30):
         members = pipeline.committee_members(r, ids, ledger=ledger, keys=keys, seed=3, rate=0.5)
         assert members == pipeline.committee_members(r, ids, ledger=ledger, keys=keys, seed=3, rate=0.5)
-        drawn = committee.select_committee(keys, r, pipeline.committee_seed(3), 0.5)
+        drawn = committee.select_committee(keys, r, pipeline.committee_seed(3), 0.5, pipeline.round_beacon(3, r))
         # The lottery's members, less the excluded: an excluded node's seat counts for nothing.
         assert members == [m for m in drawn if m not in ("n0", "n1")]
     assert pipeline.lottery_rate(config, 20) == config.committee_size / 20

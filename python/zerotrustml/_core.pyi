@@ -94,6 +94,12 @@ def check_proof(
 ) -> None:
     """Raise SubmissionRejected (code bad_proof, field proof.<name>) for a malformed edge proof."""
 
+def beacon_message(committee_seed: bytes, round: int) -> bytes:
+    """The bytes a round's committee beacon signs."""
+
+def committee_round_seed(committee_seed: bytes, beacon: bytes) -> bytes:
+    """The lottery seed of a round: committee_seed without a beacon, else SHA-256 of both (length-prefixed)."""
+
 def is_committee_member(seed: bytes, round: int, key: bytes, rate: float) -> bool:
     """The DHT committee lottery: SHA-256(seed || round u64 BE || key)[:8] as u64 BE < rate * 2^64."""
 

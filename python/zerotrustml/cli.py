@@ -485,6 +485,21 @@ def admission_issue(key_file: Path, agent: str, network_seed: str, fmt: str) -> 
     click.echo(base64.b64encode(proof).decode() if fmt == "base64" else proof.hex())
 
 
+@admission.command("beacon")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--committee-seed", required=True, help="The DNA's committee_seed property.")
+@click.option("--round", "round_", type=click.IntRange(min=0, max=2**63 - 1), required=True, help="The round.")
+@click.option("--format", "fmt", type=click.Choice(["base64", "hex"]), default="base64", show_default=True)
+def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str) -> None:
+    """Print ROUND's committee beacon (release it when the round starts; every vote of the round carries it)."""
+    import base64
+
+    from zerotrustml.holochain.admission import issue_beacon
+
+    beacon = issue_beacon(_read_admission_key(key_file), committee_seed, round_)
+    click.echo(base64.b64encode(beacon).decode() if fmt == "base64" else beacon.hex())
+
+
 @main.command("matrix")
 @click.option(
     "--out",

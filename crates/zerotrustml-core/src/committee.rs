@@ -21,12 +21,20 @@
 //!   (SHA-256 and one float-to-integer conversion, both exact).
 //! - Unbiasable by the round's content: nothing an agent submits in the round
 //!   changes who is on its committee.
-//! - Predictable: anyone who knows the seed can list every agent's rounds in
-//!   advance, so members can be targeted, and an attacker who can create keys
-//!   cheaply can grind keys that win many rounds. A verifiable random
-//!   function (the agent proves `VRF(sk, round)` below the threshold) would
-//!   keep membership secret until the vote is cast; a per-round seed (e.g.
-//!   the previous round's aggregate hash) would stop grinding ahead of time.
+//! - Not predictable ahead of the round on a closed network: there the seed
+//!   of round r is [`round_seed`]`(committee_seed, beacon_r)`, where the
+//!   *beacon* `beacon_r` is the admission key's Ed25519 signature over
+//!   [`beacon_message`]`(committee_seed, r)`. The federation releases
+//!   beacons round by round; a node key is registered once, before the
+//!   beacons of later rounds exist, so it cannot be ground for them.
+//!   Validators check a vote's beacon against the admission key in the DNA
+//!   properties (no fetch). Ed25519 signing is deterministic (RFC 8032), so
+//!   an honest key holder has one beacon per round; the holder is trusted
+//!   anyway (it decides who joins). On an open network (no admission key)
+//!   the seed is `committee_seed` itself, fixed and known to all: a key can
+//!   be ground for many rounds there, which is why open is for tests and
+//!   demos. Membership is public once the beacon is (a VRF would keep it
+//!   secret until the vote is cast).
 //! - Unweighted: the Python pipeline weights its committee draw by
 //!   reputation; this rule does not, because a reputation record is a
 //!   claim by its author, not a fact every validator agrees on.
@@ -61,6 +69,38 @@ pub fn is_committee_member(seed: &[u8], round: u64, key: &[u8], rate: f64) -> bo
     u128::from(committee_ticket(seed, round, key)) < threshold
 }
 
+/// Domain tag at the start of a beacon message.
+pub const BEACON_DOMAIN: &[u8] = b"zerotrustml/committee-beacon/v1";
+/// Bytes of a beacon (an Ed25519 signature).
+pub const BEACON_BYTES: usize = 64;
+
+fn lp(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The bytes a round's beacon signs: `lp(BEACON_DOMAIN) || lp(committee_seed)
+/// || round (u64 big-endian)`, `lp(x)` = u32 big-endian length || x.
+pub fn beacon_message(committee_seed: &[u8], round: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + BEACON_DOMAIN.len() + committee_seed.len());
+    lp(&mut out, BEACON_DOMAIN);
+    lp(&mut out, committee_seed);
+    out.extend_from_slice(&round.to_be_bytes());
+    out
+}
+
+/// The lottery seed of a round: `committee_seed` when there is no beacon (an
+/// open network), else SHA-256(lp(committee_seed) || lp(beacon)).
+pub fn round_seed(committee_seed: &[u8], beacon: &[u8]) -> Vec<u8> {
+    if beacon.is_empty() {
+        return committee_seed.to_vec();
+    }
+    let mut buf = Vec::with_capacity(8 + committee_seed.len() + beacon.len());
+    lp(&mut buf, committee_seed);
+    lp(&mut buf, beacon);
+    Sha256::digest(&buf).to_vec()
+}
+
 /// A committee rate must be a probability.
 pub fn check_committee_rate(rate: f64) -> Result<(), String> {
     if rate.is_finite() && (0.0..=1.0).contains(&rate) {
@@ -73,6 +113,23 @@ pub fn check_committee_rate(rate: f64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beacons_change_the_seed_and_nothing_else() {
+        // Python: len-prefixed parts, then the round as 8 big-endian bytes.
+        let m = beacon_message(b"s", 3);
+        let mut want = (BEACON_DOMAIN.len() as u32).to_be_bytes().to_vec();
+        want.extend_from_slice(BEACON_DOMAIN);
+        want.extend_from_slice(&[0, 0, 0, 1, b's', 0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(m, want);
+        assert_eq!(round_seed(b"s", &[]), b"s".to_vec());
+        let a = round_seed(b"s", &[1; 64]);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, round_seed(b"s", &[2; 64]));
+        assert_ne!(a, round_seed(b"t", &[1; 64]));
+        // Length prefixes: moving a byte from the seed to the beacon changes the result.
+        assert_ne!(round_seed(b"ab", b"c"), round_seed(b"a", b"bc"));
+    }
 
     #[test]
     fn ticket_is_sha256_prefix() {

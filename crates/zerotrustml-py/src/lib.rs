@@ -345,6 +345,25 @@ fn is_committee_member(seed: &[u8], round: u64, key: &[u8], rate: f64) -> PyResu
     Ok(core::committee::is_committee_member(seed, round, key, rate))
 }
 
+/// The bytes a round's committee beacon signs (`zerotrustml_core::committee::beacon_message`).
+#[pyfunction]
+fn beacon_message(committee_seed: &[u8], round: u64) -> Vec<u8> {
+    core::committee::beacon_message(committee_seed, round)
+}
+
+/// The lottery seed of a round given its beacon (`zerotrustml_core::committee::round_seed`; empty: none).
+#[pyfunction]
+fn committee_round_seed(committee_seed: &[u8], beacon: &[u8]) -> PyResult<Vec<u8>> {
+    if !(beacon.is_empty() || beacon.len() == core::committee::BEACON_BYTES) {
+        return Err(ParameterError::new_err(format!(
+            "beacon: must be empty or {} bytes, got {}",
+            core::committee::BEACON_BYTES,
+            beacon.len()
+        )));
+    }
+    Ok(core::committee::round_seed(committee_seed, beacon))
+}
+
 /// Example-count weights of the mean, each capped at `cap` times the median (`zerotrustml_core::examples`).
 #[pyfunction]
 fn capped_example_weights(counts: Vec<u64>, cap: f64) -> PyResult<Vec<f64>> {
@@ -374,6 +393,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_submission, m)?)?;
     m.add_function(wrap_pyfunction!(check_unique, m)?)?;
     m.add_function(wrap_pyfunction!(check_proof, m)?)?;
+    m.add_function(wrap_pyfunction!(beacon_message, m)?)?;
+    m.add_function(wrap_pyfunction!(committee_round_seed, m)?)?;
     m.add_function(wrap_pyfunction!(is_committee_member, m)?)?;
     m.add_function(wrap_pyfunction!(capped_example_weights, m)?)?;
     m.add("DEFAULT_EXAMPLE_CAP", core::examples::DEFAULT_EXAMPLE_CAP)?;

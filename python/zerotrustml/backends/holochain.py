@@ -52,6 +52,7 @@ import numpy as np
 from zerotrustml.backends.base import Backend, RoundRecord, StoreError
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.exceptions import ParameterError
+from zerotrustml.holochain.admission import OPEN, generate_admission_key, issue_beacon
 from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable, ZomeCallError
 from zerotrustml.holochain.network import DEFAULT_COMMITTEE_SEED
 from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
@@ -393,6 +394,8 @@ class HolochainBackend(Backend):
         self._published: dict[tuple[str, str], float] = {}
         self._chain_locks: dict[bytes, asyncio.Lock] = {}
         self._last_nudge = 0.0
+        self._authority: nacl.signing.SigningKey | None = None
+        self._committee_seed = DEFAULT_COMMITTEE_SEED
         self.network: Any = None  # LocalNetwork or MockConductor
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
@@ -438,12 +441,16 @@ class HolochainBackend(Backend):
         committee_seed: str = DEFAULT_COMMITTEE_SEED,
         committee_rate: float = 1.0,
         history: bool = False,
+        authority: nacl.signing.SigningKey | None = None,
     ) -> None:
         """Give every node an agent of its own and publish its registration; waits until every agent sees all.
 
         ``committee_seed`` and ``committee_rate`` go into the DNA properties: the committee lottery every
         validator applies to votes, the same the defence draws its committee with. ``history`` allows a
         local store that already holds rounds (a hot swap, which then copies their submissions to the DHT).
+        ``authority`` is the federation's admission key (default: a fresh one): it closes the network, issues
+        every agent's membrane proof and releases each round's committee beacon (:meth:`beacon`), which the
+        votes carry; a network opened with ``network_options={"admission": "open"}`` has neither.
 
         Raises
         ------
@@ -461,6 +468,14 @@ class HolochainBackend(Backend):
                 "cannot resume one, so use a new --data-dir"
             )
         props = self.dna_properties(committee_seed, committee_rate)
+        wanted = self._network_options.get("admission")
+        if wanted == OPEN:
+            self._authority = None
+        elif isinstance(wanted, nacl.signing.SigningKey):
+            self._authority = wanted
+        else:
+            self._authority = authority if authority is not None else generate_admission_key()
+        self._committee_seed = committee_seed
         ids = sorted(keys)
         cells = await self._provision(props, len(ids))
         self._nodes = {nid: _Node(nid, cell, keys[nid]) for nid, cell in zip(ids, cells, strict=True)}
@@ -488,17 +503,17 @@ class HolochainBackend(Backend):
     async def _provision(self, props: dict[str, Any], n: int) -> list[ZomeCaller]:
         if self.mode == "mock":
             from zerotrustml.backends.mock_conductor import MockConductor
-            from zerotrustml.holochain.admission import generate_admission_key
 
-            # Closed like a LocalNetwork: a fresh admission key issues every agent's membrane proof.
-            mock = MockConductor(self.data_dir / "mock-dht", props, admission_key=generate_admission_key())
+            # Closed like a LocalNetwork (unless told open): the authority issues every agent's membrane proof.
+            mock = MockConductor(self.data_dir / "mock-dht", props, admission_key=self._authority)
             await mock.start()
             self.network = mock
             return [mock.new_cell() for _ in range(n)]
         from zerotrustml.holochain.network import LocalNetwork
 
         conductors = self.n_conductors or max(1, min(n, -(-n // 5)))
-        net = LocalNetwork(n, min(conductors, n), properties=props, log=self._log, **self._network_options)
+        options = {**self._network_options, "admission": self._authority if self._authority is not None else OPEN}
+        net = LocalNetwork(n, min(conductors, n), properties=props, log=self._log, **options)
         self.network = net
         await net.start()
         return [a.cell for a in net.agents]
@@ -618,8 +633,15 @@ class HolochainBackend(Backend):
     async def get_round(self, round: int) -> list[Submission]:
         return await self.view().get_round(round)
 
+    def beacon(self, round: int) -> bytes:
+        """The committee beacon of ``round``: the authority's signature over it (empty on an open network)."""
+        if self._authority is None:
+            return b""
+        return issue_beacon(self._authority, self._committee_seed, round)
+
     async def publish_votes(self, round: int, votes: Sequence[Any]) -> None:
-        """Each vote cast as a ``CommitteeVote`` entry by its member's own agent."""
+        """Each vote cast as a ``CommitteeVote`` entry by its member's own agent, with the round's beacon."""
+        beacon = self.beacon(round)
         by_voter: dict[str, list[Any]] = {}
         for v in votes:
             by_voter.setdefault(v.voter, []).append(v)
@@ -641,6 +663,7 @@ class HolochainBackend(Backend):
                         "accept": bool(v.accept),
                         "signature": bytes(v.signature),
                         "registration": registration,
+                        "beacon": beacon,
                     },
                 )
 

@@ -137,8 +137,11 @@ class HotSwapBackend(Backend):
         verify_timeout: float = 120.0,
         committee_seed: str = DEFAULT_COMMITTEE_SEED,
         committee_rate: float = 1.0,
+        authority: nacl.signing.SigningKey | None = None,
     ) -> SwapReport:
         """Move to ``target`` (not yet opened); ``keys`` are the nodes' signing keys (each gets an agent).
+
+        ``committee_seed``, ``committee_rate`` and ``authority`` go to :meth:`HolochainBackend.add_nodes`.
 
         Returns the report of a successful swap.
 
@@ -158,7 +161,9 @@ class HotSwapBackend(Backend):
             if not shared:
                 await target.open()
             await target.set_model_spec(spec)
-            await target.add_nodes(keys, committee_seed=committee_seed, committee_rate=committee_rate, history=True)
+            await target.add_nodes(
+                keys, committee_seed=committee_seed, committee_rate=committee_rate, history=True, authority=authority
+            )
             # 1. From here on, every new submission also goes to the target.
             self._target = target
             # 2. Copy what the active backend holds.

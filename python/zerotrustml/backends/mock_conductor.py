@@ -46,6 +46,7 @@ from zerotrustml.holochain.admission import (
     issue_admission,
     parse_admission,
     verify_admission,
+    verify_beacon,
 )
 from zerotrustml.holochain.errors import ConductorError, ZomeCallError, rejection_from
 from zerotrustml.holochain.wire import (
@@ -303,12 +304,26 @@ class MockCell:
         from zerotrustml.defence.committee import committee_member
 
         c = self.conductor
-        return committee_member(
-            str(c.properties["committee_seed"]),
-            int(p["round"]),
-            bytes(p["node_key"]),
-            float(c.properties["committee_rate"]),
-        )
+        rnd, beacon = int(p["round"]), bytes(p.get("beacon") or b"")
+        reason = self._beacon_refusal(rnd, beacon, "beacon")
+        if reason is not None:
+            raise _invalid("is_committee_member", reason)
+        seed, rate = str(c.properties["committee_seed"]), float(c.properties["committee_rate"])
+        return committee_member(seed, rnd, bytes(p["node_key"]), rate, beacon)
+
+    def _beacon_refusal(self, round: int, beacon: bytes, field: str) -> str | None:
+        """The zome's reason to refuse ``beacon`` as ``round``'s (``beacon_seed``), or ``None``."""
+        c = self.conductor
+        if c.admission_key is None:
+            return None if not beacon else f"{field}: must be empty on an open network (no admission key signs beacons)"
+        if len(beacon) != 64:
+            return (
+                f"{field}: required on a closed network, the admission key's 64-byte signature over round {round}, "
+                f"got {len(beacon)} bytes"
+            )
+        if not verify_beacon(c.admission_key, str(c.properties["committee_seed"]), round, beacon):
+            return f"{field}: not the admission key's beacon for round {round}"
+        return None
 
     async def _fn_cast_vote(self, v: Mapping[str, Any]) -> bytes:
         from zerotrustml.defence.committee import committee_member
@@ -320,16 +335,19 @@ class MockCell:
             raise ZomeCallError(f"{fn}: the registration is not reachable", fn_name=fn, reason="not reachable")
         if reg["agent"] != self._agent:
             raise _invalid(fn, "CommitteeVote.registration: the registration of another agent")
+        rnd, beacon = int(v["round"]), bytes(v.get("beacon") or b"")
+        reason = self._beacon_refusal(rnd, beacon, "CommitteeVote.beacon")
+        if reason is not None:
+            raise _invalid(fn, reason)
         quality = float(v["quality"])
         if not math.isfinite(quality):
             raise _invalid(fn, f"CommitteeVote.quality: must be finite, got {_rust_float(quality)}")
         sig = bytes(v.get("signature") or b"")
         if len(sig) not in (0, _SIGNATURE_BYTES):
             raise _invalid(fn, f"CommitteeVote.signature: must be empty or 64 bytes, got {len(sig)}")
-        rnd = int(v["round"])
         rate = float(c.properties["committee_rate"])
         node_key = reg["registration"]["node_key"]
-        if not committee_member(str(c.properties["committee_seed"]), rnd, node_key, rate):
+        if not committee_member(str(c.properties["committee_seed"]), rnd, node_key, rate, beacon):
             raise _invalid(
                 fn,
                 f"CommitteeVote.registration: node key {node_key.hex()} is not on the committee of round {rnd} "

@@ -16,8 +16,11 @@ Selection (:func:`select_committee`)
     agreed reputation to know who may vote, and a validator decides from the
     vote alone. Reputation matters when the votes are read: a reader weighs
     each member's vote by its own view of the member's reputation, and
-    ignores members it has excluded. The lottery is predictable by whoever
-    knows the seed; keys are as scarce as admission makes them.
+    ignores members it has excluded. On a closed federation each round's
+    lottery is seeded by that round's beacon (the admission key's signature
+    over the round, released when the round starts), so no key can be ground
+    for rounds to come; on an open one the seed is fixed and predictable.
+    Keys are as scarce as admission makes them.
 
 Votes
     Signed with Ed25519 over a canonical encoding (the domain tag
@@ -89,17 +92,21 @@ VOTE_DOMAIN = b"zerotrustml/committee-vote/v1"
 # --------------------------------------------------------------------------
 
 
-def committee_member(seed: str, round: int, node_key: bytes, rate: float) -> bool:
+def committee_member(seed: str, round: int, node_key: bytes, rate: float, beacon: bytes = b"") -> bool:
     """Whether the node with ``node_key`` sits on ``round``'s committee: the one committee rule.
 
     The core's hash lottery (``zerotrustml_core::committee``), the same code the integrity zome runs on every
-    vote: the first 8 bytes of SHA-256(seed || round as u64 big-endian || node key), big-endian, below
+    vote: the first 8 bytes of SHA-256(round seed || round as u64 big-endian || node key), big-endian, below
     ``rate * 2^64``. ``node_key`` is the node's Ed25519 public key (the key that signs its proofs and votes;
-    on the DHT, the key of its ``NodeRegistration``).
+    on the DHT, the key of its ``NodeRegistration``). The round seed is ``seed`` itself without a ``beacon``
+    (an open network), else the core's ``round_seed(seed, beacon)``, where the beacon is the federation's
+    signature over the round (:func:`zerotrustml.holochain.admission.issue_beacon`), unknown before it is
+    released, so no key can be ground for the round ahead of time.
     """
     from zerotrustml import _core
 
-    return bool(_core.is_committee_member(seed.encode(), round, bytes(node_key), rate))
+    round_seed = _core.committee_round_seed(seed.encode(), bytes(beacon))
+    return bool(_core.is_committee_member(round_seed, round, bytes(node_key), rate))
 
 
 def select_committee(
@@ -107,6 +114,7 @@ def select_committee(
     round: int,
     seed: str,
     rate: float,
+    beacon: bytes = b"",
 ) -> list[str]:
     """A round's committee among ``candidates`` (node id -> node key): every candidate whose key wins the lottery.
 
@@ -122,6 +130,8 @@ def select_committee(
         The probability that a node sits on a round's committee, in [0, 1]
         (the DNA's ``committee_rate``): the expected committee is
         ``rate * len(federation)``.
+    beacon : bytes, optional
+        The round's beacon on a closed federation (see :func:`committee_member`); empty on an open one.
 
     Returns
     -------
@@ -145,7 +155,7 @@ def select_committee(
             raise ParameterError(f"candidates: node ids are non-empty strings, got {node!r}")
         if len(bytes(key)) != KEY_BYTES:
             raise ParameterError(f"candidates[{node!r}]: a node key is {KEY_BYTES} bytes, got {len(bytes(key))}")
-        if committee_member(seed, int(round), bytes(key), float(rate)):
+        if committee_member(seed, int(round), bytes(key), float(rate), beacon):
             members.append(node)
     return sorted(members)
 

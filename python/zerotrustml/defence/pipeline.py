@@ -43,6 +43,7 @@ them against each other, not against zero.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,25 @@ def signing_key(seed: int, node_id: str) -> nacl.signing.SigningKey:
 def committee_seed(seed: int) -> str:
     """The committee lottery's seed for a run (the DNA's ``committee_seed`` when the run is on the DHT)."""
     return f"ztml-committee-{int(seed)}"
+
+
+def authority_key(seed: int) -> nacl.signing.SigningKey:
+    """A simulated federation's authority: its admission key, which also releases the committee beacons.
+
+    Derived from the run's seed so that a run draws the same committees on every backend (the Holochain
+    backend closes its network with this key). A real federation generates its key (``zerotrustml admission
+    keygen``) and keeps it secret; a simulation's lives on loopback for the run only.
+    """
+    digest = hashlib.blake2b(f"{int(seed)}".encode(), digest_size=32, person=b"ztml-authority").digest()
+    return nacl.signing.SigningKey(digest)
+
+
+@functools.lru_cache(maxsize=4096)
+def round_beacon(seed: int, round: int) -> bytes:
+    """The committee beacon of ``round`` in a run: :func:`authority_key`'s signature over the round."""
+    from zerotrustml.holochain.admission import issue_beacon
+
+    return issue_beacon(authority_key(seed), committee_seed(seed), round)
 
 
 def lottery_rate(config: DefenceConfig, federation_size: int) -> float:
@@ -182,13 +202,14 @@ def committee_members(
 ) -> list[str]:
     """The committee of a round: the nodes in good standing (of those that submitted) that win the lottery.
 
-    The lottery is the one committee rule (:func:`zerotrustml.defence.committee.committee_member`), over each
+    The lottery is the one committee rule (:func:`zerotrustml.defence.committee.committee_member`, seeded by
+    the round's beacon, :func:`round_beacon`), over each
     node's registered key; a node this agent has excluded does not count as a member even when drawn.
     :func:`run_round` draws the same committee; callers whose votes travel (the DHT) call this first, let the
     members vote, and hand :func:`run_round` the votes they read back.
     """
     standing = {nid: keys[nid] for nid in node_ids if nid in keys and not ledger.excluded(nid)}
-    return committee.select_committee(standing, round, committee_seed(seed), rate)
+    return committee.select_committee(standing, round, committee_seed(seed), rate, round_beacon(seed, round))
 
 
 @dataclass

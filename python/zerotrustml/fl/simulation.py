@@ -387,10 +387,12 @@ class Simulation:
         await backend.set_model_spec(s.spec)
         if isinstance(backend, HolochainBackend):
             # Every node an agent of its own, registered with its node key.
+            # The run's authority closes the network and releases the beacons the committee is drawn with.
             await backend.add_nodes(
                 s.keys,
                 committee_seed=pipeline.committee_seed(c.seed),
                 committee_rate=pipeline.lottery_rate(s.defence_config, c.nodes),
+                authority=pipeline.authority_key(c.seed),
             )
         last = await backend.last_completed_round()
         if last is None:
@@ -567,6 +569,7 @@ class Simulation:
                 s.keys,
                 committee_seed=pipeline.committee_seed(c.seed),
                 committee_rate=pipeline.lottery_rate(s.defence_config, c.nodes),
+                authority=pipeline.authority_key(c.seed),
             )
         )
 

@@ -18,6 +18,13 @@ Whoever holds the admission key decides membership::
     proof = issue_admission(key, agent_pub_key, network_seed)  # install the agent with this membrane proof
 
 ``zerotrustml admission keygen`` and ``zerotrustml admission issue`` do the same from a shell.
+
+The same key releases the committee *beacons*, one per round: its signature over
+``lp("zerotrustml/committee-beacon/v1") || lp(committee seed) || round (u64 big-endian)``. A closed
+network's committee of round r is drawn with a seed derived from beacon r (the core's ``round_seed``),
+and every vote carries the beacon of its round, which validators check against the admission key. Release
+beacon r when round r starts (``zerotrustml admission beacon``): a node key registered before then cannot
+have been ground for that round's committee.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ __all__ = [
     "issue_admission",
     "parse_admission",
     "verify_admission",
+    "issue_beacon",
+    "verify_beacon",
 ]
 
 ADMISSION_DOMAIN = b"zerotrustml/admission/v1"
@@ -96,6 +105,27 @@ def verify_admission(public_key: bytes, agent: bytes, network_seed: str, proof: 
         return False
     try:
         nacl.signing.VerifyKey(bytes(public_key)).verify(admission_message(agent, network_seed), bytes(proof))
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
+        return False
+    return True
+
+
+def issue_beacon(key: nacl.signing.SigningKey, committee_seed: str, round: int) -> bytes:
+    """The committee beacon of ``round`` (64 bytes): the admission key's signature over the core's message."""
+    from zerotrustml import _core
+
+    return bytes(key.sign(_core.beacon_message(committee_seed.encode(), int(round))).signature)
+
+
+def verify_beacon(public_key: bytes, committee_seed: str, round: int, beacon: bytes) -> bool:
+    """Whether ``beacon`` is the admission key ``public_key``'s beacon of ``round``."""
+    from zerotrustml import _core
+
+    if len(beacon) != 64:
+        return False
+    message = _core.beacon_message(committee_seed.encode(), int(round))
+    try:
+        nacl.signing.VerifyKey(bytes(public_key)).verify(message, bytes(beacon))
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
         return False
     return True

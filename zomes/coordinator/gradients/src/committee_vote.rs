@@ -3,7 +3,7 @@
 use gradients_integrity::*;
 use hdk::prelude::*;
 
-use crate::{get_many, properties, target_actions};
+use crate::{get_many, guest, properties, target_actions};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct MembershipInput {
@@ -11,13 +11,19 @@ pub struct MembershipInput {
     #[serde(with = "serde_bytes")]
     pub node_key: Vec<u8>,
     pub round: u64,
+    /// The round's beacon on a closed network (see `CommitteeVote.beacon`).
+    #[serde(default, with = "serde_bytes")]
+    pub beacon: Vec<u8>,
 }
 
 /// Whether the node with `node_key` is on the committee of `round`: the
-/// same lottery the integrity zome applies to every vote.
+/// same lottery the integrity zome applies to every vote (on a closed
+/// network, seeded by the round's beacon, which must be valid).
 #[hdk_extern]
 pub fn is_committee_member(input: MembershipInput) -> ExternResult<bool> {
-    Ok(committee_member(&properties()?, &input.node_key, input.round))
+    let props = properties()?;
+    let seed = beacon_seed(&props, input.round, &input.beacon, "beacon")?.map_err(guest)?;
+    Ok(committee_member(&props, &seed, &input.node_key, input.round))
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

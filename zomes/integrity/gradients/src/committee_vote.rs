@@ -13,9 +13,13 @@
 //! validators agree on), nothing to agree on first. Readers weigh members'
 //! votes by their own view of the members' reputation.
 //!
-//! It is predictable (anyone who knows the seed can list a key's rounds;
-//! a VRF would hide it until the vote) and keys are only as scarce as
-//! admission makes them.
+//! On a closed network the seed of round r is not the fixed `committee_seed`
+//! but `round_seed(committee_seed, beacon_r)` (core `committee`), where the
+//! beacon is the admission key's signature over the round, released round by
+//! round: the vote carries it and validators check it against the admission
+//! key in the DNA properties. So a node key, registered once, cannot be
+//! ground for the committees of rounds whose beacons did not exist yet. On
+//! an open network the seed is `committee_seed` and a vote carries no beacon.
 //!
 //! Validation: quality finite; signature empty or 64 bytes; the vote's
 //! `registration` a NodeRegistration by the vote's author, whose node key
@@ -24,11 +28,11 @@
 //! member per submission (the member's earlier chain).
 
 use hdi::prelude::*;
-use zerotrustml_core::committee::is_committee_member;
+use zerotrustml_core::committee::{beacon_message, is_committee_member, round_seed, BEACON_BYTES};
 
 use crate::{
-    check, created_entry, earlier_entries, link_target_action, model_properties, registration_of, GradientSubmission,
-    ModelProperties, UnitEntryTypes, Verdict,
+    check, created_entry, earlier_entries, link_target_action, model_properties, properties::Admission,
+    registration_of, GradientSubmission, ModelProperties, UnitEntryTypes, Verdict,
 };
 
 /// A committee member's re-scoring of a submission.
@@ -51,15 +55,57 @@ pub struct CommitteeVote {
     pub signature: Vec<u8>,
     /// The member's `NodeRegistration` action (its node key decides membership).
     pub registration: ActionHash,
+    /// The round's beacon on a closed network (the admission key's signature
+    /// over `beacon_message(committee_seed, round)`, 64 bytes); empty on an
+    /// open one.
+    #[serde(default, with = "serde_bytes")]
+    pub beacon: Vec<u8>,
 }
 
-/// Whether the node with `node_key` is on the committee of `round` under the DNA properties.
-pub fn committee_member(props: &ModelProperties, node_key: &[u8], round: u64) -> bool {
-    is_committee_member(props.committee_seed.as_bytes(), round, node_key, props.committee_rate)
+/// Whether the node with `node_key` is on the committee of `round` under the
+/// DNA properties, given the round's lottery `seed` (see [`beacon_seed`]).
+pub fn committee_member(props: &ModelProperties, seed: &[u8], node_key: &[u8], round: u64) -> bool {
+    is_committee_member(seed, round, node_key, props.committee_rate)
 }
 
-/// The rules on the vote's own fields and its member's node key.
-pub fn check_vote(props: &ModelProperties, node_key: &[u8], vote: &CommitteeVote) -> Result<(), String> {
+/// The lottery seed of `round` given its `beacon`: on an open network the
+/// committee seed (and no beacon); on a closed one the core's `round_seed`
+/// of a beacon the admission key signed for this round. `Ok(Err(reason))`
+/// names the `field` that holds the beacon.
+pub fn beacon_seed(
+    props: &ModelProperties,
+    round: u64,
+    beacon: &[u8],
+    field: &str,
+) -> ExternResult<Result<Vec<u8>, String>> {
+    let seed = props.committee_seed.as_bytes();
+    let key = match props.admission() {
+        Err(reason) => return Ok(Err(reason)),
+        Ok(Admission::Open) if beacon.is_empty() => return Ok(Ok(seed.to_vec())),
+        Ok(Admission::Open) => {
+            return Ok(Err(format!("{field}: must be empty on an open network (no admission key signs beacons)")))
+        }
+        Ok(Admission::Key(key)) => key,
+    };
+    if beacon.len() != BEACON_BYTES {
+        return Ok(Err(format!(
+            "{field}: required on a closed network, the admission key's {BEACON_BYTES}-byte signature over round \
+             {round}, got {} bytes",
+            beacon.len()
+        )));
+    }
+    let mut sig = [0u8; BEACON_BYTES];
+    sig.copy_from_slice(beacon);
+    let signer = AgentPubKey::from_raw_32(key.to_vec());
+    if !verify_signature_raw(signer, Signature::from(sig), beacon_message(seed, round))? {
+        return Ok(Err(format!("{field}: not the admission key's beacon for round {round}")));
+    }
+    Ok(Ok(round_seed(seed, beacon)))
+}
+
+/// The rules on the vote's own fields and its member's node key, given the
+/// round's lottery `seed`.
+pub fn check_vote(props: &ModelProperties, seed: &[u8], node_key: &[u8], vote: &CommitteeVote) -> Result<(), String> {
     if !vote.quality.is_finite() {
         return Err(format!("CommitteeVote.quality: must be finite, got {}", vote.quality));
     }
@@ -70,7 +116,7 @@ pub fn check_vote(props: &ModelProperties, node_key: &[u8], vote: &CommitteeVote
             vote.signature.len()
         ));
     }
-    if !committee_member(props, node_key, vote.round) {
+    if !committee_member(props, seed, node_key, vote.round) {
         return Err(format!(
             "CommitteeVote.registration: node key {} is not on the committee of round {} (hash lottery, committee_rate {})",
             zerotrustml_core::validation::hex(node_key),
@@ -112,7 +158,8 @@ pub fn validate_create_committee_vote(action: &EntryCreationAction, vote: &Commi
     let props = check!(model_properties()?);
     let author = action.author();
     let registration = check!(registration_of(&vote.registration, author, "CommitteeVote.registration")?);
-    check!(check_vote(&props, &registration.node_key, vote));
+    let seed = check!(beacon_seed(&props, vote.round, &vote.beacon, "CommitteeVote.beacon")?);
+    check!(check_vote(&props, &seed, &registration.node_key, vote));
     let record = must_get_valid_record(vote.submission.clone())?;
     let submission = check!(created_entry::<GradientSubmission>(
         &record,
@@ -160,6 +207,8 @@ mod tests {
         vec![i; 32]
     }
 
+    const SEED: &[u8] = b"ztml-committee-v1";
+
     fn vote(round: u64) -> CommitteeVote {
         CommitteeVote {
             round,
@@ -168,12 +217,13 @@ mod tests {
             accept: true,
             signature: vec![],
             registration: ActionHash::from_raw_32(vec![8; 32]),
+            beacon: vec![],
         }
     }
 
     /// A round where the node with `node_key` is (or is not) a member under the test properties.
     fn round_where(node_key: &[u8], member: bool) -> u64 {
-        (0..1000).find(|r| committee_member(&props(), node_key, *r) == member).unwrap()
+        (0..1000).find(|r| committee_member(&props(), SEED, node_key, *r) == member).unwrap()
     }
 
     #[test]
@@ -181,14 +231,14 @@ mod tests {
         let a = key(1);
         for round in 0..50 {
             assert_eq!(
-                committee_member(&props(), &a, round),
+                committee_member(&props(), SEED, &a, round),
                 is_committee_member(b"ztml-committee-v1", round, &[1; 32], 0.5)
             );
         }
         let everyone = ModelProperties { committee_rate: 1.0, ..props() };
         let nobody = ModelProperties { committee_rate: 0.0, ..props() };
-        assert!((0..50).all(|r| committee_member(&everyone, &a, r)));
-        assert!((0..50).all(|r| !committee_member(&nobody, &a, r)));
+        assert!((0..50).all(|r| committee_member(&everyone, SEED, &a, r)));
+        assert!((0..50).all(|r| !committee_member(&nobody, SEED, &a, r)));
     }
 
     #[test]
@@ -196,8 +246,8 @@ mod tests {
         let a = key(1);
         let yes = round_where(&a, true);
         let no = round_where(&a, false);
-        assert_eq!(check_vote(&props(), &a, &vote(yes)), Ok(()));
-        let err = check_vote(&props(), &a, &vote(no)).unwrap_err();
+        assert_eq!(check_vote(&props(), SEED, &a, &vote(yes)), Ok(()));
+        let err = check_vote(&props(), SEED, &a, &vote(no)).unwrap_err();
         assert!(
             err.starts_with("CommitteeVote.registration: node key 0101")
                 && err.contains(&format!("committee of round {no}")),
@@ -209,8 +259,8 @@ mod tests {
     fn signature_empty_or_64_bytes() {
         let a = key(1);
         let yes = round_where(&a, true);
-        assert_eq!(check_vote(&props(), &a, &CommitteeVote { signature: vec![1; 64], ..vote(yes) }), Ok(()));
-        let err = check_vote(&props(), &a, &CommitteeVote { signature: vec![1; 63], ..vote(yes) }).unwrap_err();
+        assert_eq!(check_vote(&props(), SEED, &a, &CommitteeVote { signature: vec![1; 64], ..vote(yes) }), Ok(()));
+        let err = check_vote(&props(), SEED, &a, &CommitteeVote { signature: vec![1; 63], ..vote(yes) }).unwrap_err();
         assert!(err.starts_with("CommitteeVote.signature: must be empty or 64 bytes, got 63"), "{err}");
     }
 
@@ -219,7 +269,7 @@ mod tests {
         let a = key(1);
         let yes = round_where(&a, true);
         for q in [f64::NAN, f64::INFINITY] {
-            let err = check_vote(&props(), &a, &CommitteeVote { quality: q, ..vote(yes) }).unwrap_err();
+            let err = check_vote(&props(), SEED, &a, &CommitteeVote { quality: q, ..vote(yes) }).unwrap_err();
             assert!(err.starts_with("CommitteeVote.quality: "), "{err}");
         }
     }
