@@ -45,7 +45,7 @@ test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, proper
 lint: $(VENV)/.deps $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruff, mypy, stub check
 	cargo fmt --check
 	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
-	cargo clippy -p gradients_integrity -p gradients -p validation-cost --release --all-targets -- -D warnings
+	cargo clippy -p gradients_integrity -p gradients -p byzantine -p validation-cost --release --all-targets -- -D warnings
 	ruff check python tests benchmarks scripts
 	mypy
 	$(PY) -m mypy.stubtest zerotrustml._core --ignore-missing-stub

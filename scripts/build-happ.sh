@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Build the ZeroTrustML zomes to wasm32 and pack workdir/zerotrustml.happ.
+# Build the ZeroTrustML zomes to wasm32 and pack workdir/zerotrustml.happ,
+# and, for the attack tests only, workdir/zerotrustml-byzantine.happ: the same
+# DNA (integrity zome and properties, generated from dnas/zerotrustml/dna.yaml
+# so the two cannot drift) with the test-only `byzantine` coordinator beside
+# the honest one. Coordinators are not part of the DNA hash, so its agents
+# join the same networks.
 #
 #   bash scripts/build-happ.sh            # build + pack (needs hc)
 #   bash scripts/build-happ.sh --wasm-only
@@ -27,7 +32,7 @@ done
 TARGET=wasm32-unknown-unknown
 export CARGO_TARGET_DIR="$ROOT/target/wasm"
 WASM_DIR="$CARGO_TARGET_DIR/$TARGET/release"
-ZOMES=(gradients_integrity gradients)
+ZOMES=(gradients_integrity gradients byzantine)
 # The validators' recompute at the DNA bounds, built exactly like the zomes (benchmarks/validation_cost.py).
 [ "$WITH_BENCH" = 1 ] && ZOMES+=(validation_cost)
 
@@ -99,4 +104,23 @@ log "$HC dna pack dnas/zerotrustml -o workdir/zerotrustml.dna"
 log "$HC app pack workdir -o workdir/zerotrustml.happ"
 "$HC" app pack workdir -o workdir/zerotrustml.happ >&2
 log "packed $ROOT/workdir/zerotrustml.happ ($(stat -c %s workdir/zerotrustml.happ) bytes)"
+
+# The attack tests' hApp: generated manifests under target/ (same depth as dnas/zerotrustml, so the wasm
+# paths stay valid), never committed.
+BYZ_DNA="$ROOT/target/byzantine-dna/dnas/zerotrustml-byzantine"
+BYZ_APP="$ROOT/target/byzantine-dna/workdir"
+mkdir -p "$BYZ_DNA" "$BYZ_APP"
+sed 's|\.\./\.\./target/wasm|'"$ROOT"'/target/wasm|' dnas/zerotrustml/dna.yaml > "$BYZ_DNA/dna.yaml"
+cat >> "$BYZ_DNA/dna.yaml" <<YAML
+    - name: byzantine
+      hash: null
+      path: $WASM_DIR/byzantine.wasm
+      dependencies:
+        - name: gradients_integrity
+YAML
+"$HC" dna pack "$BYZ_DNA" -o workdir/zerotrustml-byzantine.dna >&2
+sed -e 's|^name: zerotrustml$|name: zerotrustml-byzantine|' \
+    -e 's|path: ./zerotrustml.dna|path: '"$ROOT"'/workdir/zerotrustml-byzantine.dna|' workdir/happ.yaml > "$BYZ_APP/happ.yaml"
+"$HC" app pack "$BYZ_APP" -o workdir/zerotrustml-byzantine.happ >&2
+log "packed $ROOT/workdir/zerotrustml-byzantine.happ (attack tests only)"
 echo "$ROOT/workdir/zerotrustml.happ"

@@ -289,6 +289,8 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     out.append(("reputation out of range", await outcome(a.call("publish_reputation", dict(rep, score=1.5)))))
     out.append(("reputation past the end", await outcome(a.call("publish_reputation", dict(rep, round=51)))))
     out.append(("reputation of self", await outcome(b.call("publish_reputation", rep))))
+    # An author's opinions of an agent go forward in rounds: the same round again (or an earlier one) is refused.
+    out.append(("reputation same round", await outcome(a.call("publish_reputation", dict(rep, score=0.5)))))
     hist = await eventually(lambda: b.call("get_reputation_history", b.agent), lambda r: len(r) >= 1)
     out.append(
         (

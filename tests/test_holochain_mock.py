@@ -64,6 +64,9 @@ def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
     assert answers["vote stale beacon"][1].startswith("CommitteeVote.beacon: not the admission key's beacon")
     assert answers["lottery without beacon"][0] == "zome_error" and answers["lottery"] == ("ok", True)
     assert answers["vote"] == ("ok", 39)
+    assert answers["reputation same round"][1].startswith(
+        "ReputationRecord.round: this author's opinion of this agent is already at round 0"
+    )
     assert answers["submit proof signature"][:3] == ("rejected", "proof.signature", "bad_proof")
     assert answers["aggregate hand-picked"] == ("ok", "ok")  # a subset validates ...
     cover = {"covered": 1, "round_submissions": 2, "complete": False}

@@ -114,7 +114,9 @@ describe("CommitteeVote", () => {
           submission: votes[0].vote.submission,
           signature: votes[0].vote.signature,
           registration: votes[0].vote.registration,
+          beacon: votes[0].vote.beacon,
         });
+        expect(votes[0].vote.beacon).toHaveLength(0); // dna.yaml's network is open: no beacon
         expect(hex(votes[0].vote.registration)).toBe(hex(regBob));
         expect(hex(votes[0].vote.submission)).toBe(hex(submission));
         expect(hex(votes[0].vote.signature)).toBe(hex(vote.signature));

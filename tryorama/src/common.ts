@@ -24,6 +24,14 @@ import { expect } from "vitest";
 
 /** The packed hApp (`make happ`). Absolute: the conductor resolves the path. */
 export const HAPP_PATH = fileURLToPath(new URL("../../workdir/zerotrustml.happ", import.meta.url));
+/**
+ * The attack tests' hApp (`make happ` packs it too): the same DNA with the
+ * test-only `byzantine` coordinator beside the honest one, so its agents join
+ * the same network and can write what the honest coordinator never does.
+ */
+export const BYZANTINE_HAPP_PATH = fileURLToPath(
+  new URL("../../workdir/zerotrustml-byzantine.happ", import.meta.url),
+);
 export const ROLE = "zerotrustml";
 export const ZOME = "gradients";
 
@@ -56,16 +64,20 @@ export async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> 
  * no test waits for bootstrap discovery, and every cell makes one call
  * first, so its `init` (capability grant for remote signals, link from the
  * `participants` anchor) is on the chain before the test counts anything.
+ * `happs[i]`, when given, is player i's hApp (e.g. `BYZANTINE_HAPP_PATH`).
  */
 export async function runWithAgents(
   n: number,
   body: (players: PlayerApp[], scenario: Scenario) => Promise<void>,
+  happs: string[] = [],
 ): Promise<void> {
   await runScenario(
     async (scenario) => {
       const players = await timed(`${n} conductors started, hApp installed`, () =>
         scenario.addPlayersWithApps(
-          Array.from({ length: n }, () => ({ appBundleSource: { type: "path" as const, value: HAPP_PATH } })),
+          Array.from({ length: n }, (_, i) => ({
+            appBundleSource: { type: "path" as const, value: happs[i] ?? HAPP_PATH },
+          })),
         ),
       );
       await scenario.shareAllAgents();
@@ -372,6 +384,8 @@ export interface CommitteeVote {
   signature: Uint8Array;
   /** The member's NodeRegistration action: its node key decides membership. */
   registration: ActionHash;
+  /** The round's beacon on a closed network (the admission key's signature); empty or absent on an open one. */
+  beacon?: Uint8Array;
 }
 
 export interface VoteOutput {

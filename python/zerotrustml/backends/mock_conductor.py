@@ -399,6 +399,13 @@ class MockCell:
         if rnd > max_round:
             raise _invalid("publish_reputation", f"ReputationRecord.round: {rnd} is past the last round {max_round}")
         agent = bytes(r["agent"])
+        mine = [x["record"]["round"] for x in c.reputation.get(agent, []) if x["author"] == self._agent]
+        if mine and max(mine) >= rnd:
+            raise _invalid(
+                "publish_reputation",
+                f"ReputationRecord.round: this author's opinion of this agent is already at round {max(mine)}; a new "
+                f"one must name a later round, got {rnd}",
+            )
         action = c.next_action(self._agent, b"reputation", agent)
         record = {"agent": agent, "round": rnd, "score": score}
         c.reputation.setdefault(agent, []).append(

@@ -11,11 +11,19 @@
 //! A chunk on its own is checked for size only; what its values must be
 //! (finite, hashing to the claimed payload hash, ...) is checked by the
 //! submission or aggregate that references it, with the core's rules.
+//!
+//! A chunk is written before the entry that references it, so validators
+//! cannot tie it to one; instead each author has a budget: its chunks may
+//! run ahead of its submissions and aggregates by at most two payloads
+//! (`chunk_count(dims)` chunks each). As an author has at most one
+//! submission and one aggregate per round, that bounds what it can publish
+//! outside them per round. Counted from the author's chain before the chunk
+//! (action types only, no entry fetch).
 
 use hdi::prelude::*;
 use zerotrustml_core::validation::PayloadDigest;
 
-use crate::{check, model_properties, Verdict};
+use crate::{check, count_earlier, model_properties, UnitEntryTypes, Verdict};
 
 /// One piece of a payload.
 #[hdk_entry_helper]
@@ -62,9 +70,27 @@ pub fn check_chunk(chunk: &GradientChunk, chunk_values: u64) -> Result<(), Strin
     Ok(())
 }
 
-pub fn validate_create_gradient_chunk(chunk: &GradientChunk) -> Verdict {
+/// The author's next chunk fits its budget: `chunks_before` chunks so far
+/// against `owners_before` submissions and aggregates, `per_payload`
+/// chunks each, and two payloads ahead.
+pub fn check_chunk_budget(chunks_before: u64, owners_before: u64, per_payload: u64) -> Result<(), String> {
+    let budget = per_payload.saturating_mul(owners_before.saturating_add(2));
+    if chunks_before >= budget {
+        return Err(format!(
+            "GradientChunk: its author already wrote {chunks_before} chunks for {owners_before} submissions and \
+             aggregates; chunks may run ahead of what references them by two payloads ({} chunks) at most",
+            per_payload.saturating_mul(2)
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_create_gradient_chunk(action: &EntryCreationAction, chunk: &GradientChunk) -> Verdict {
     let props = check!(model_properties()?);
-    Ok(check_chunk(chunk, props.chunk_values))
+    check!(check_chunk(chunk, props.chunk_values));
+    let units = [UnitEntryTypes::GradientChunk, UnitEntryTypes::GradientSubmission, UnitEntryTypes::RoundAggregate];
+    let counts = count_earlier(action.author(), action.prev_action(), &units)?;
+    Ok(check_chunk_budget(counts[0], counts[1] + counts[2], chunk_count(props.dims, props.chunk_values)))
 }
 
 /// Reads a payload chunk by chunk, in order, checking each chunk's place in
@@ -156,6 +182,19 @@ mod tests {
 
     fn payload(n: usize) -> Vec<f32> {
         (0..n).map(|i| i as f32 * 0.25 - 2.0).collect()
+    }
+
+    #[test]
+    fn chunks_run_ahead_by_two_payloads_at_most() {
+        // 3 chunks per payload: 6 before anything references them, 3 more per submission or aggregate.
+        assert_eq!(check_chunk_budget(5, 0, 3), Ok(()));
+        let err = check_chunk_budget(6, 0, 3).unwrap_err();
+        assert!(err.starts_with("GradientChunk: its author already wrote 6 chunks for 0 submissions"), "{err}");
+        assert!(err.ends_with("by two payloads (6 chunks) at most"), "{err}");
+        assert_eq!(check_chunk_budget(8, 1, 3), Ok(()));
+        assert!(check_chunk_budget(9, 1, 3).is_err());
+        assert_eq!(check_chunk_budget(3 * 41 - 1, 39, 3), Ok(()));
+        assert!(check_chunk_budget(u64::MAX, u64::MAX, u64::MAX).is_err()); // saturates, never wraps
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
 fn validate_create(action: EntryCreationAction, entry: EntryTypes) -> ExternResult<ValidateCallbackResult> {
     to_callback(match &entry {
         EntryTypes::GradientSubmission(s) => validate_create_gradient_submission(&action, s),
-        EntryTypes::GradientChunk(c) => validate_create_gradient_chunk(c),
+        EntryTypes::GradientChunk(c) => validate_create_gradient_chunk(&action, c),
         EntryTypes::RoundAggregate(a) => validate_create_round_aggregate(&action, a),
         EntryTypes::CommitteeVote(v) => validate_create_committee_vote(&action, v),
         EntryTypes::ReputationRecord(r) => validate_create_reputation_record(&action, r),
@@ -177,7 +177,7 @@ fn validate_create_link(
     base: &AnyLinkableHash,
     target: &AnyLinkableHash,
 ) -> Verdict {
-    match link_type {
+    let verdict = match link_type {
         LinkTypes::RoundToSubmissions => validate_create_link_round_to_submissions(action, base, target),
         LinkTypes::AgentToSubmissions => validate_create_link_agent_to_submissions(action, base, target),
         LinkTypes::RoundToAggregate => validate_create_link_round_to_aggregate(action, base, target),
@@ -185,7 +185,18 @@ fn validate_create_link(
         LinkTypes::SubmissionToVotes => validate_create_link_submission_to_votes(action, base, target),
         LinkTypes::Participants => validate_create_link_participants(action, base, target),
         LinkTypes::NodeRegistrations => validate_create_link_node_registrations(action, base, target),
+    }?;
+    if verdict.is_err() {
+        return Ok(verdict);
     }
+    // Every link of the hApp points at something its author wrote once (or, for `Participants`, at the
+    // author itself): the same link again adds nothing but load, so nobody may write one twice.
+    if earlier_link(action)? {
+        return Ok(Err(format!(
+            "{link_type:?} link: its author already linked this base to this target (a link is written once)"
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Every entry here is immutable: a round's aggregate must be recomputable

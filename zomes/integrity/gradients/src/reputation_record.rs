@@ -6,12 +6,14 @@
 //! (the coordinator's `get_reputation` gives them and their median), so one
 //! author cannot set anyone's standing, and a record's round number only
 //! orders its own author's opinions. This is why the committee lottery does
-//! not weigh by reputation.
+//! not weigh by reputation. An author's opinions of one agent go forward in
+//! rounds (each a later round than the one before, checked on the author's
+//! chain), so an author holds at most one opinion of an agent per round.
 
 use hdi::prelude::*;
 use zerotrustml_core::validation::MAX_NUMBER;
 
-use crate::{check, created_entry, link_target_action, model_properties, UnitEntryTypes, Verdict};
+use crate::{check, created_entry, earlier_entries, link_target_action, model_properties, UnitEntryTypes, Verdict};
 
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
@@ -47,10 +49,26 @@ pub fn check_not_self(author: &AgentPubKey, r: &ReputationRecord) -> Result<(), 
     Ok(())
 }
 
+/// An author's opinions of one agent go forward: `r` names a later round
+/// than every earlier record of its author about the same agent.
+pub fn check_later_opinion(r: &ReputationRecord, earlier: &[ReputationRecord]) -> Result<(), String> {
+    match earlier.iter().filter(|e| e.agent == r.agent).map(|e| e.round).max() {
+        Some(last) if last >= r.round => Err(format!(
+            "ReputationRecord.round: this author's opinion of this agent is already at round {last}; a new one \
+             must name a later round, got {}",
+            r.round
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn validate_create_reputation_record(action: &EntryCreationAction, r: &ReputationRecord) -> Verdict {
     check!(check_not_self(action.author(), r));
     let props = check!(model_properties()?);
-    Ok(check_reputation(props.max_round, r))
+    check!(check_reputation(props.max_round, r));
+    let earlier: Vec<ReputationRecord> =
+        earlier_entries(action.author(), action.prev_action(), UnitEntryTypes::ReputationRecord)?;
+    Ok(check_later_opinion(r, &earlier))
 }
 
 /// A reputation link points from the rated agent to a record about it, by
@@ -83,6 +101,22 @@ mod tests {
 
     fn record(score: f64, round: u64) -> ReputationRecord {
         ReputationRecord { agent: AgentPubKey::from_raw_32(vec![3; 32]), round, score }
+    }
+
+    #[test]
+    fn opinions_of_an_agent_go_forward() {
+        let other = ReputationRecord { agent: AgentPubKey::from_raw_32(vec![4; 32]), ..record(0.5, 9) };
+        let earlier = [record(0.5, 2), other, record(0.7, 5)];
+        assert_eq!(check_later_opinion(&record(0.1, 6), &earlier), Ok(()));
+        assert_eq!(check_later_opinion(&record(0.1, 0), &[]), Ok(()));
+        for round in [5, 3] {
+            let err = check_later_opinion(&record(0.1, round), &earlier).unwrap_err();
+            assert!(
+                err.starts_with("ReputationRecord.round: this author's opinion of this agent is already at round 5")
+            );
+        }
+        // Another agent's records do not count (round 9 is about agent 4).
+        assert_eq!(check_later_opinion(&record(0.1, 8), &earlier), Ok(()));
     }
 
     #[test]
