@@ -11,16 +11,23 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# What running needs: pyproject's dependencies and its holochain extra (`--backend holochain`), and maturin.
+# tests/test_packaging.py keeps these lists and pyproject.toml in step.
 $(VENV)/.deps: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.26" "click>=8.1" "rich>=13" \
-	    "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5" \
-	    "websockets>=12" "msgpack>=1.0" "pynacl>=1.5" "mlxtend>=0.23" "scikit-learn>=1.4" "matplotlib>=3.8"
+	    "mlxtend>=0.23" "scikit-learn>=1.4" "matplotlib>=3.8" "pynacl>=1.5" \
+	    "websockets>=12" "msgpack>=1.0"
+	touch $@
+
+# The test extra: test, lint and benchmark tools (Flower is the peer the tests and benchmarks compare with).
+$(VENV)/.deps-test: $(VENV)/.deps
+	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5"
 	touch $@
 
 # The torch extra (torch_mlp, torch_cnn) for the tests only: the PyPI wheel brings CUDA libraries (~5 GB).
-$(VENV)/.deps-torch: $(VENV)/.deps
+$(VENV)/.deps-torch: $(VENV)/.deps-test
 	$(PY) -m pip install -q "torch>=2.4"
 	touch $@
 
@@ -42,7 +49,7 @@ wasm-check: ## the core must build for wasm32 (the zomes reuse it)
 test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors, the mock conductor)
 	$(PY) -m pytest -q -m "not conductors"
 
-lint: $(VENV)/.deps $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruff, mypy, stub check
+lint: $(VENV)/.deps-test $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruff, mypy, stub check
 	cargo fmt --check
 	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
 	cargo clippy -p gradients_integrity -p gradients -p byzantine -p validation-cost --release --all-targets -- -D warnings
@@ -56,7 +63,7 @@ holochain: ## install holochain 0.6.3, hc and the bootstrap server (cached outsi
 happ: holochain ## build the zomes (wasm32) and pack workdir/zerotrustml.happ
 	bash scripts/build-happ.sh
 
-test-holochain: happ build ## the Python bridge on real conductors (pytest -m conductors) and the two-conductor sync proof
+test-holochain: happ build $(VENV)/.deps-test ## the Python bridge on real conductors (pytest -m conductors) and the two-conductor sync proof
 	@bin=$${HC_BIN_DIR:-$$(bash scripts/install-holochain.sh | tail -n 1)}; \
 	  HC_BIN_DIR="$$bin" $(PY) -m pytest -q -m conductors -p no:cacheprovider && \
 	  HC_BIN_DIR="$$bin" $(PY) scripts/sync-proof.py --timeout 120
@@ -78,7 +85,7 @@ test-tryorama: happ $(TRYORAMA_STAMP) ## tryorama (TypeScript): 3-5 agents on re
 	  echo "holochain binaries: $$bin"; \
 	  cd tryorama && PATH="$$bin:$$PATH" npx vitest run
 
-bench: build ## benchmark the kernels against numpy, Flower and the hardware floor
+bench: build $(VENV)/.deps-test ## benchmark the kernels against numpy, Flower and the hardware floor
 	$(PY) benchmarks/aggregators.py
 
 clean: ## remove build outputs (keeps .venv)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from zerotrustml.cli import main
@@ -134,3 +135,41 @@ def test_conductor_not_running_is_one_line_naming_the_url() -> None:
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and f"conductor at ws://127.0.0.1:{port}: cannot connect" in lines[0]
+
+
+def test_ctrl_c_exits_130_with_the_resume_command_and_the_run_resumes(tmp_path: Path) -> None:
+    import shlex
+    import signal
+    import time
+
+    store, out, metrics = tmp_path / "d", tmp_path / "run.json", tmp_path / "run.jsonl"
+    fast = ["--dataset", "synthetic", "--nodes", "8", "--local-steps", "1"]
+    args = ["run", *fast, "--rounds", "200", "--out", str(out), "--data-dir", str(store)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zerotrustml", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Aborted!" not in err
+    resume = shlex.split(err.split("Resume with:\n", 1)[1].strip().splitlines()[0])
+    assert resume == ["zerotrustml", *args]  # --data-dir last, as given
+    done = len(metrics.read_text().splitlines())
+    assert 2 <= done < 200
+    # The printed command (run as the module) picks the run up where it stopped, and says so.
+    again = subprocess.run(
+        [sys.executable, "-m", "zerotrustml", *resume[1:]], capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"resuming at round {done + 1} of 200" in again.stdout
+    assert len(metrics.read_text().splitlines()) == 200
+
+
+def test_the_resume_command_points_at_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerotrustml.cli import _resume_command
+
+    monkeypatch.setattr(sys, "argv", ["zerotrustml", "run", "--data-dir=old", "--rounds", "5", "--data-dir", "x"])
+    assert _resume_command(Path("runs/a b")) == "zerotrustml run --rounds 5 --data-dir 'runs/a b'"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,19 @@ def demo(nodes: int, byzantine_fraction: float, dim: int, attack: str, seed: int
 def _default_data_dir(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{config.dataset}-{config.attack}-{config.aggregator}-s{config.seed}"
+
+
+def _resume_command(data_dir: Path) -> str:
+    """This invocation's command line with ``--data-dir`` pointing at ``data_dir`` (the same run resumes)."""
+    args, rest = [], sys.argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--data-dir":
+            if rest:
+                rest.pop(0)
+        elif not arg.startswith("--data-dir="):
+            args.append(arg)
+    return shlex.join(["zerotrustml", *args, "--data-dir", str(data_dir)])
 
 
 @main.command()
@@ -297,12 +312,18 @@ def run(
                 f"(honest-only {m['honest_only_accuracy']:.3f})",
             )
 
+        def on_start(first: int) -> None:
+            if first > 0:
+                progress.update(task, completed=first)
+                console.print(f"resuming at round {first + 1} of {config.rounds} (rounds 1-{first} are in {data_dir})")
+
         try:
             sim = simulation.Simulation(
                 config,
                 data_dir,
                 metrics_path=metrics_path,
                 on_round=on_round,
+                on_start=on_start,
                 backend_options=backend_options,
                 swap_at_round=swap_at_round,
                 swap_to=swap_to,
@@ -311,6 +332,11 @@ def run(
             summary = sim.run()
         except (ValidationError, StoreError, OSError) as e:
             raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            progress.stop()
+            resume = _resume_command(data_dir)
+            click.echo(f"interrupted; the finished rounds are stored in {data_dir}. Resume with:\n  {resume}", err=True)
+            raise click.exceptions.Exit(130) from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -238,6 +238,7 @@ class Simulation:
         *,
         metrics_path: str | Path | None = None,
         on_round: Callable[[dict[str, Any]], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
         backend_options: Mapping[str, Any] | None = None,
         swap_at_round: int | None = None,
         swap_to: str = "holochain",
@@ -260,6 +261,7 @@ class Simulation:
         self.data_dir = Path(data_dir)
         self.metrics_path = Path(metrics_path) if metrics_path is not None else self.data_dir / "run.jsonl"
         self.on_round = on_round
+        self.on_start = on_start  # called with the first round to run: 0, or where a stored run resumes
 
     # -- setup -------------------------------------------------------------------------------------------------
     def _setup(self) -> _Setup:
@@ -327,6 +329,8 @@ class Simulation:
         try:
             start, st = await self._resume_or_start(backend, s)
             await self._rewrite_metrics(backend, start)
+            if self.on_start is not None:
+                self.on_start(start)
             for r in range(start, c.rounds):
                 st, metrics = await self._round(backend, s, r, st, resuming=r == start and start > 0)
                 with self.metrics_path.open("a") as fh:
