@@ -173,3 +173,23 @@ def test_the_resume_command_points_at_the_store(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(sys, "argv", ["zerotrustml", "run", "--data-dir=old", "--rounds", "5", "--data-dir", "x"])
     assert _resume_command(Path("runs/a b")) == "zerotrustml run --rounds 5 --data-dir 'runs/a b'"
+
+
+def test_run_help_names_the_files_a_run_writes() -> None:
+    code, output = invoke("run", "--help")
+    assert code == 0 and "summary.json" not in output
+    assert "<data-dir>/run.json" in " ".join(output.split())
+
+
+def test_plot_reads_a_data_directory_whose_summary_is_elsewhere(tmp_path: Path) -> None:
+    # `run --data-dir D --out elsewhere.json`, then `plot D`: the store's round records have every round.
+    store = tmp_path / "d"
+    code, output = invoke("run", *FAST, "--data-dir", str(store), "--out", str(tmp_path / "r" / "x.json"))
+    assert code == 0, output
+    assert not (store / "run.json").exists()
+    code, output = invoke("plot", str(store))
+    assert code == 0, output
+    png = store / "run.png"
+    assert output.strip() == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, output = invoke("plot", str(tmp_path / "r"))  # a directory that is neither
+    assert code != 0 and "neither a run's data directory" in output

@@ -237,7 +237,7 @@ def _resume_command(data_dir: Path) -> str:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Summary JSON path (per-round JSON lines beside it) [default: <data-dir>/summary.json].",
+    help="Summary JSON path (per-round JSON lines beside it) [default: <data-dir>/run.json].",
 )
 @click.option(
     "--plot",
@@ -400,10 +400,15 @@ def _title(summary: dict[str, Any]) -> str:
 def plot(run_path: Path, out: Path | None) -> None:
     """Plot a run (its summary JSON, its JSON lines or its data directory) to a PNG."""
     try:
-        metrics_path, summary = plot_mod.locate(run_path)
-        out = out or metrics_path.with_suffix(".png")
-        plot_mod.plot_run(metrics_path, out, title=_title(summary) if summary else metrics_path.stem)
-    except (ValueError, OSError) as e:
+        rounds, summary = plot_mod.locate(run_path)
+        if isinstance(rounds, Path):
+            out = out or rounds.with_suffix(".png")
+            name = rounds.stem
+        else:  # a data directory whose JSON lines are elsewhere: its store's round records
+            out = out or run_path / "run.png"
+            name = run_path.name
+        plot_mod.plot_run(rounds, out, title=_title(summary) if summary else name)
+    except (ValueError, OSError, StoreError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(str(out))
 

@@ -27,13 +27,17 @@ def load_rounds(metrics_path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def locate(run_path: Path) -> tuple[Path, dict[str, Any] | None]:
-    """Find a run's JSON lines and summary from a summary file, a JSON-lines file or a data directory."""
+def locate(run_path: Path) -> tuple[Path | list[dict[str, Any]], dict[str, Any] | None]:
+    """A run's rounds and summary from a summary file, a JSON-lines file or a data directory.
+
+    The rounds come as the JSON-lines path, or, for a data directory whose summary and JSON lines were
+    written elsewhere (``--out``) or never (an interrupted run), as the rows its store's round records hold.
+    """
     if run_path.is_dir():
-        summary_path = run_path / "run.json"
-        if not summary_path.exists():
-            raise ValueError(f"{run_path}: no run.json in this directory")
-        run_path = summary_path
+        for name in ("run.json", "run.jsonl"):
+            if (run_path / name).exists():
+                return locate(run_path / name)
+        return rounds_from_store(run_path)
     if run_path.suffix == ".jsonl":
         summary_path = run_path.with_suffix(".json")
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
@@ -50,14 +54,47 @@ def locate(run_path: Path) -> tuple[Path, dict[str, Any] | None]:
     return metrics, summary
 
 
-def plot_run(metrics_path: Path, out: Path, *, title: str = "") -> Path:
-    """Write a two-panel PNG of the run in ``metrics_path`` to ``out``."""
+def rounds_from_store(data_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The per-round metrics in a run's store (one row per stored round record) and a summary of its parameters."""
+    import asyncio
+
+    from zerotrustml.backends.embedded import DB_NAME, EmbeddedStore
+
+    if not (data_dir / DB_NAME).exists():
+        raise ValueError(f"{data_dir}: neither a run's data directory (no {DB_NAME}) nor one with run.json")
+
+    async def read() -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        async with EmbeddedStore(data_dir) as store:
+            last = await store.last_completed_round()
+            rows = []
+            for r in range(0 if last is None else last + 1):
+                record = await store.get_round_record(r)
+                if record is not None:
+                    rows.append(dict(record.metrics))
+            return rows, await store.get_meta("run")
+
+    rows, params = asyncio.run(read())
+    if not rows:
+        raise ValueError(f"{data_dir}: no rounds recorded yet")
+    if params is None:
+        return rows, None
+    from zerotrustml.fl.simulation import RunConfig
+
+    try:
+        n_byzantine = RunConfig(**params).n_byzantine
+    except (TypeError, ValueError):  # parameters of another version: plot without a title
+        return rows, None
+    return rows, {"params": params, "n_byzantine": n_byzantine}
+
+
+def plot_run(metrics: Path | list[dict[str, Any]], out: Path, *, title: str = "") -> Path:
+    """Write a two-panel PNG of the run's rounds (a JSON-lines path, or the rows themselves) to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = load_rounds(metrics_path)
+    rows = load_rounds(metrics) if isinstance(metrics, Path) else metrics
     rounds = [r["round"] + 1 for r in rows]
     fig, (acc_ax, det_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     acc_ax.plot(rounds, [r["accuracy"] for r in rows], label="defended model")
