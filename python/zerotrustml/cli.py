@@ -172,7 +172,7 @@ def _resume_command(data_dir: Path) -> str:
 @click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew).")
 @click.option(
     "--model",
-    type=click.Choice(models.available_models()),
+    type=click.Choice(models.MODELS + models.TORCH_MODELS),
     default="softmax",
     show_default=True,
     help="numpy models; torch_mlp and torch_cnn with the torch extra installed.",
@@ -264,7 +264,12 @@ def run(
     With no options: 20 nodes, 30% sign flip, 5,000 real MNIST digits,
     softmax regression, the full detection pipeline, on the embedded SQLite store.
     """
-    console = Console(quiet=quiet)
+    console = Console(quiet=quiet, soft_wrap=True)  # piped output keeps its lines whole
+    if options["model"] not in models.available_models():
+        raise click.UsageError(
+            f"--model {options['model']}: needs the torch extra, which is not installed: "
+            "pip install 'zerotrustml[torch]'"
+        )
     try:
         config = RunConfig(batch_size=batch_size or None, **options)
         config.check()
@@ -313,7 +318,10 @@ def run(
             )
 
         def on_start(first: int) -> None:
-            if first > 0:
+            if first >= config.rounds:
+                progress.update(task, completed=config.rounds)
+                console.print(f"all {config.rounds} rounds are already in {data_dir}; writing the summary")
+            elif first > 0:
                 progress.update(task, completed=first)
                 console.print(f"resuming at round {first + 1} of {config.rounds} (rounds 1-{first} are in {data_dir})")
 
