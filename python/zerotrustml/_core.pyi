@@ -94,6 +94,10 @@ def check_proof(
 ) -> None:
     """Raise SubmissionRejected (code bad_proof, field proof.<name>) for a malformed edge proof."""
 
+def check_precondition(rule: str, n: int, f: int) -> None:
+    """Raise PreconditionError when rule's precondition fails on n updates (krum, multi_krum: n >= 2f+3;
+    trimmed_mean: n > 2f)."""
+
 def beacon_message(committee_seed: bytes, round: int) -> bytes:
     """The bytes a round's committee beacon signs."""
 

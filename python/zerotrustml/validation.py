@@ -216,8 +216,9 @@ def validate(spec: ModelSpec, sub: Submission) -> None:
     )
 
 
-def check_proof(sub: Submission) -> None:
-    """The form of ``sub.proof``, by the core's rule (the one the integrity zome applies).
+def check_proof(sub: Submission) -> dict[str, Any] | None:
+    """The form of ``sub.proof``, by the core's rule (the one the integrity zome applies); its fields as the zome's
+    ``EdgeProof`` holds them (losses, held-out size, step, nonce and signature bytes), or ``None`` for no proof.
 
     A proof is empty (none), an :class:`~zerotrustml.defence.proofs.EdgeProof`
     in its ``to_json`` form bound to this submission's node, round and
@@ -232,38 +233,44 @@ def check_proof(sub: Submission) -> None:
     if not isinstance(proof, Mapping):
         raise _reject("proof", "bad_proof", f"must be a mapping (empty for none), got {type(proof).__name__}")
     if not proof:
-        return
-    if proof.get("scheme") == DHT_PROOF_SCHEME:
-        form = _dht_proof_form(proof)
-    else:
-        form = _sdk_proof_form(sub, proof)
-    _core.check_proof(**form)
+        return None
+    fields = _dht_proof_fields(proof) if proof.get("scheme") == DHT_PROOF_SCHEME else _sdk_proof_fields(sub, proof)
+    nonce, signature = fields["nonce"], fields["signature"]
+    _core.check_proof(
+        loss_before=fields["loss_before"],
+        loss_after=fields["loss_after"],
+        holdout_size=fields["holdout_size"],
+        lr=fields["lr"],
+        nonce_len=len(nonce),
+        signature_len=len(signature),
+    )
+    return fields
 
 
-def _dht_proof_form(proof: Mapping[str, Any]) -> dict[str, Any]:
+def _dht_proof_fields(proof: Mapping[str, Any]) -> dict[str, Any]:
     keys = set(proof)
     if keys != _DHT_PROOF_KEYS:
         missing, extra = sorted(_DHT_PROOF_KEYS - keys), sorted(keys - _DHT_PROOF_KEYS)
         raise _reject("proof", "bad_proof", f"missing keys {missing}, unknown keys {extra}")
-    form: dict[str, Any] = {}
+    fields: dict[str, Any] = {}
     for name in ("loss_before", "loss_after", "lr"):
         v = proof[name]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise _reject(f"proof.{name}", "bad_proof", f"must be a number, got {v!r}")
-        form[name] = float(v)
+        fields[name] = float(v)
     size = proof["holdout_size"]
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**64:
         raise _reject("proof.holdout_size", "bad_proof", f"must be an integer in [0, 2**64), got {size!r}")
-    form["holdout_size"] = size
+    fields["holdout_size"] = size
     for name in ("nonce", "signature"):
         try:
-            form[f"{name}_len"] = len(bytes.fromhex(proof[name]))
+            fields[name] = bytes.fromhex(proof[name])
         except (TypeError, ValueError):
             raise _reject(f"proof.{name}", "bad_proof", f"must be hex, got {proof[name]!r}") from None
-    return form
+    return fields
 
 
-def _sdk_proof_form(sub: Submission, proof: Mapping[str, Any]) -> dict[str, Any]:
+def _sdk_proof_fields(sub: Submission, proof: Mapping[str, Any]) -> dict[str, Any]:
     from zerotrustml.defence.proofs import EdgeProof, ProofError
 
     try:
@@ -290,8 +297,8 @@ def _sdk_proof_form(sub: Submission, proof: Mapping[str, Any]) -> dict[str, Any]
         "loss_after": p.loss_after,
         "holdout_size": p.holdout_size,
         "lr": p.lr,
-        "nonce_len": len(p.nonce),
-        "signature_len": len(p.signature),
+        "nonce": p.nonce,
+        "signature": p.signature,
     }
 
 

@@ -104,6 +104,19 @@ pub fn check_trimmed_mean_precondition(n: usize, f: usize) -> Result<()> {
     Ok(())
 }
 
+/// The precondition of the rule named `rule` on n updates with f Byzantine
+/// (krum and multi_krum: [`check_krum_precondition`]; trimmed_mean:
+/// [`check_trimmed_mean_precondition`]; every other rule has none), for
+/// checkers that know a rule by name and only the counts (the integrity
+/// zome's aggregate validation, the mock conductor).
+pub fn check_rule_precondition(rule: &str, n: usize, f: usize) -> Result<()> {
+    match rule {
+        "krum" | "multi_krum" => check_krum_precondition(n, f),
+        "trimmed_mean" => check_trimmed_mean_precondition(n, f),
+        _ => Ok(()),
+    }
+}
+
 /// Multi-Krum: the m updates with the lowest Krum scores, averaged with equal
 /// weights. Needs n >= 2f+3 and 1 <= m <= n.
 pub fn multi_krum<T: Real>(rows: &Rows<T>, f: usize, m: usize, variant: KrumVariant) -> Result<Aggregate<T>> {

@@ -345,6 +345,12 @@ fn is_committee_member(seed: &[u8], round: u64, key: &[u8], rate: f64) -> PyResu
     Ok(core::committee::is_committee_member(seed, round, key, rate))
 }
 
+/// The core's precondition of the rule named `rule` on `n` updates (`check_rule_precondition`).
+#[pyfunction]
+fn check_precondition(rule: &str, n: usize, f: usize) -> PyResult<()> {
+    Ok(core::aggregate::check_rule_precondition(rule, n, f).map_err(PyCoreError)?)
+}
+
 /// The bytes a round's committee beacon signs (`zerotrustml_core::committee::beacon_message`).
 #[pyfunction]
 fn beacon_message(committee_seed: &[u8], round: u64) -> Vec<u8> {
@@ -394,6 +400,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_unique, m)?)?;
     m.add_function(wrap_pyfunction!(check_proof, m)?)?;
     m.add_function(wrap_pyfunction!(beacon_message, m)?)?;
+    m.add_function(wrap_pyfunction!(check_precondition, m)?)?;
     m.add_function(wrap_pyfunction!(committee_round_seed, m)?)?;
     m.add_function(wrap_pyfunction!(is_committee_member, m)?)?;
     m.add_function(wrap_pyfunction!(capped_example_weights, m)?)?;

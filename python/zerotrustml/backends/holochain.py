@@ -56,7 +56,7 @@ from zerotrustml.holochain.admission import OPEN, generate_admission_key, issue_
 from zerotrustml.holochain.errors import ConductorTimeout, ConductorUnavailable, ZomeCallError
 from zerotrustml.holochain.network import DEFAULT_COMMITTEE_SEED
 from zerotrustml.holochain.wire import hash_b64, pack_map_with_f32
-from zerotrustml.validation import DHT_PROOF_SCHEME, ModelSpec, Submission, check_proof
+from zerotrustml.validation import ModelSpec, Submission, check_proof
 
 __all__ = [
     "HolochainBackend",
@@ -97,37 +97,6 @@ def sign_registration(signing_key: nacl.signing.SigningKey, agent: bytes, node_i
 
 # ----------------------------------------------------------------------------------------------------------
 # submissions, proofs and votes: package objects <-> zome entries
-
-
-def zome_proof(proof: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The zome's ``EdgeProof`` for a submission's proof, or ``None`` for no proof.
-
-    ``proof`` is one :func:`~zerotrustml.validation.check_proof` accepted
-    (call it first: a malformed proof is refused there, never dropped): an
-    ``EdgeProof.to_json`` mapping or the DHT's own form. The node id,
-    round, payload hash and public key are not stored: the submission and
-    its author's registration imply them, and a reader rebuilds the proof
-    from those (:func:`proof_from_entry`).
-    """
-    if not proof:
-        return None
-    if proof.get("scheme") == DHT_PROOF_SCHEME:
-        nonce, signature = bytes.fromhex(proof["nonce"]), bytes.fromhex(proof["signature"])
-        fields = proof
-    else:
-        from zerotrustml.defence.proofs import EdgeProof
-
-        p = EdgeProof.from_json(proof)
-        nonce, signature = p.nonce, p.signature
-        fields = {"loss_before": p.loss_before, "loss_after": p.loss_after, "holdout_size": p.holdout_size, "lr": p.lr}
-    return {
-        "loss_before": float(fields["loss_before"]),
-        "loss_after": float(fields["loss_after"]),
-        "holdout_size": int(fields["holdout_size"]),
-        "lr": float(fields["lr"]),
-        "nonce": nonce,
-        "signature": signature,
-    }
 
 
 def proof_from_entry(
@@ -597,12 +566,14 @@ class HolochainBackend(Backend):
         if self._spec is None:
             raise StoreError("holochain backend: no model spec yet; call set_model_spec() before submitting")
         node = self._node(sub.node_id)
-        check_proof(sub)  # the zome applies the same rule; refused here, a malformed proof is never dropped
         fields = {
             "round": int(sub.round),
             "model_id": sub.model_id,
             "example_count": int(sub.example_count),
-            "proof": zome_proof(sub.proof),
+            # The zome applies the same rule; refused here, a malformed proof is never dropped. The node id,
+            # round, payload hash and public key are not stored: the submission and its author's registration
+            # imply them, and a reader rebuilds the proof from those (proof_from_entry).
+            "proof": check_proof(sub),
             "norm": float(sub.norm),
             "payload_hash": bytes(sub.payload_hash),
         }

@@ -29,6 +29,7 @@ import hashlib
 import math
 import os
 import secrets
+import statistics
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -424,9 +425,7 @@ class MockCell:
             if cur is None or key > (cur["record"]["round"], cur["timestamp"], cur["action_hash"]):
                 latest[r["author"]] = r
         opinions = [latest[a] for a in sorted(latest)]
-        scores = sorted(o["record"]["score"] for o in opinions)
-        n = len(scores)
-        median = None if n == 0 else scores[n // 2] if n % 2 else (scores[n // 2 - 1] + scores[n // 2]) / 2.0
+        median = statistics.median(o["record"]["score"] for o in opinions) if opinions else None
         return {"agent": bytes(agent), "opinions": opinions, "median": median}
 
     # -- aggregates -------------------------------------------------------------------------------------------------
@@ -509,7 +508,8 @@ class MockCell:
                     "contributor order)",
                 )
         digest = payload_hash(values)
-        if rule != "personal" and n * c.spec.dims <= int(c.properties["recompute_limit"]):
+        verified = rule != "personal" and n * c.spec.dims <= int(c.properties["recompute_limit"])
+        if verified:
             await self._recompute(fn, rule, f, contributors, authors, flagged, digest)
         action = c.next_action(self._agent, b"aggregate", digest)
         entry = {
@@ -521,7 +521,6 @@ class MockCell:
             "result_hash": digest,
             "result_chunks": c.chunk_hashes(values),
         }
-        verified = rule != "personal" and n * c.spec.dims <= int(c.properties["recompute_limit"])
         c.aggregates.setdefault(rnd, []).append(
             {
                 "action_hash": action,
@@ -599,15 +598,11 @@ class MockCell:
 
 def _precondition(rule: str, n: int, f: int) -> str | None:
     """The core's precondition message for ``rule`` on ``n`` contributors (``None`` when it holds)."""
-    from zerotrustml import aggregators
+    from zerotrustml import _core
     from zerotrustml.exceptions import PreconditionError
 
-    probe = np.zeros((n, 1), dtype=np.float32)  # the core checks counts before it looks at values
     try:
-        if rule in ("krum", "multi_krum"):
-            aggregators.krum(probe, f)
-        elif rule == "trimmed_mean":
-            aggregators.trimmed_mean(probe, f)
+        _core.check_precondition(rule, n, f)
     except PreconditionError as e:
         return str(e)
     return None

@@ -101,10 +101,14 @@ def issue_admission(key: nacl.signing.SigningKey, agent: bytes, network_seed: st
 
 def verify_admission(public_key: bytes, agent: bytes, network_seed: str, proof: bytes) -> bool:
     """Whether ``proof`` admits ``agent`` under the admission key ``public_key``."""
-    if len(proof) != 64:
+    return _verifies(public_key, admission_message(agent, network_seed), proof)
+
+
+def _verifies(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    if len(signature) != 64:
         return False
     try:
-        nacl.signing.VerifyKey(bytes(public_key)).verify(admission_message(agent, network_seed), bytes(proof))
+        nacl.signing.VerifyKey(bytes(public_key)).verify(message, bytes(signature))
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
         return False
     return True
@@ -121,11 +125,4 @@ def verify_beacon(public_key: bytes, committee_seed: str, round: int, beacon: by
     """Whether ``beacon`` is the admission key ``public_key``'s beacon of ``round``."""
     from zerotrustml import _core
 
-    if len(beacon) != 64:
-        return False
-    message = _core.beacon_message(committee_seed.encode(), int(round))
-    try:
-        nacl.signing.VerifyKey(bytes(public_key)).verify(message, bytes(beacon))
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
-        return False
-    return True
+    return _verifies(public_key, _core.beacon_message(committee_seed.encode(), int(round)), beacon)

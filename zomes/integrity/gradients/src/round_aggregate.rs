@@ -42,7 +42,7 @@
 //! themselves.
 
 use hdi::prelude::*;
-use zerotrustml_core::aggregate::{check_krum_precondition, check_trimmed_mean_precondition};
+use zerotrustml_core::aggregate::check_rule_precondition;
 use zerotrustml_core::examples::capped_example_weights;
 use zerotrustml_core::validation::{payload_hash, Rejection, NORM_RTOL};
 use zerotrustml_core::{krum, mean, median, multi_krum, trimmed_mean, CoreError, KrumVariant, Rows};
@@ -129,12 +129,7 @@ impl Rule {
     /// even when they do not recompute it).
     pub fn check_precondition(self, n: usize, f: u32) -> Result<(), String> {
         let f = usize::try_from(f).unwrap_or(usize::MAX);
-        let checked = match self {
-            Rule::Krum | Rule::MultiKrum => check_krum_precondition(n, f),
-            Rule::TrimmedMean => check_trimmed_mean_precondition(n, f),
-            Rule::Mean | Rule::Median | Rule::Personal => Ok(()),
-        };
-        checked.map_err(|e| core_error(self, e))
+        check_rule_precondition(self.name(), n, f).map_err(|e| core_error(self, e))
     }
 
     /// The largest result norm the rule can give when every contributor's
