@@ -28,6 +28,7 @@ from dht_cases import (
     assert_same_run,
     contract_cases,
     contract_on_mock,
+    eventually,
     run_on,
     submission,
     values,
@@ -37,7 +38,13 @@ from zerotrustml.backends.holochain import sign_registration
 from zerotrustml.exceptions import SubmissionRejected
 from zerotrustml.holochain.admission import admission_property
 from zerotrustml.holochain.client import AdminClient, Signal
-from zerotrustml.holochain.errors import CallRefused, ConductorError, ConductorUnavailable, ZomeCallError
+from zerotrustml.holochain.errors import (
+    CallRefused,
+    ConductorError,
+    ConductorTimeout,
+    ConductorUnavailable,
+    ZomeCallError,
+)
 from zerotrustml.holochain.network import LocalNetwork
 
 pytestmark = pytest.mark.conductors
@@ -338,3 +345,29 @@ def test_cli_conductor_status_lists_the_apps() -> None:
 
     out = asyncio.run(go())
     assert "2 app(s)" in out and "zerotrustml-0" in out and "zerotrustml-1" in out
+
+
+def test_a_network_that_never_connects_gets_one_fresh_start() -> None:
+    # Loopback peer connections fail now and then; the first start's connect barrier is made to fail here, and
+    # the network must come up on its second start with new processes and working agents.
+    class FlakyOnce(LocalNetwork):
+        failed = False
+        first_pids: list[int] = []
+
+        async def await_connected(self, timeout: float | None = None) -> None:
+            if not FlakyOnce.failed:
+                FlakyOnce.failed = True
+                self.first_pids = self.pids()
+                raise ConductorTimeout("network not connected after 0 s: (made to fail by the test)")
+            await super().await_connected(timeout)
+
+    async def go() -> None:
+        async with FlakyOnce(2, 2, properties=PROPERTIES) as net:
+            assert FlakyOnce.failed and not any(_alive(p) for p in net.first_pids)
+            assert set(net.pids()).isdisjoint(net.first_pids) and len(net.agents) == 2
+            v = values()
+            await net.agents[0].cell.call("submit_gradient", submission(0, v))
+            rows = await eventually(lambda: net.agents[1].cell.call("get_round_submissions", 0), lambda r: len(r) >= 1)
+            assert np.asarray(rows[0]["values"], dtype=np.float32).tobytes() == v.tobytes()
+
+    asyncio.run(go())
