@@ -57,6 +57,9 @@ export async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> 
   }
 }
 
+/** How long a fresh network may take until every agent reads every other one's join link. */
+export const CONNECT_TIMEOUT_MS = 75_000;
+
 /**
  * Runs `body` with `n` agents, each on its own conductor, all with the hApp
  * installed under one fresh network seed, and shuts everything down after
@@ -65,28 +68,73 @@ export async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> 
  * first, so its `init` (capability grant for remote signals, link from the
  * `participants` anchor) is on the chain before the test counts anything.
  * `happs[i]`, when given, is player i's hApp (e.g. `BYZANTINE_HAPP_PATH`).
+ *
+ * The body runs only once every agent reads every agent's join link through
+ * the network. Now and then a conductor's transport never reaches the
+ * others; such a network gets one fresh start (new conductors, new seed)
+ * before the test fails, naming how many agents each conductor could see.
  */
 export async function runWithAgents(
   n: number,
   body: (players: PlayerApp[], scenario: Scenario) => Promise<void>,
   happs: string[] = [],
 ): Promise<void> {
-  await runScenario(
-    async (scenario) => {
-      const players = await timed(`${n} conductors started, hApp installed`, () =>
-        scenario.addPlayersWithApps(
-          Array.from({ length: n }, (_, i) => ({
-            appBundleSource: { type: "path" as const, value: happs[i] ?? HAPP_PATH },
-          })),
-        ),
-      );
-      await scenario.shareAllAgents();
-      await Promise.all(players.map((p) => getModelProperties(cellOf(p))));
-      await body(players, scenario);
-    },
-    true,
-    { timeout: REQUEST_TIMEOUT_MS },
-  );
+  for (let attempt = 1; ; attempt++) {
+    let seen: number[] = [];
+    await runScenario(
+      async (scenario) => {
+        const players = await timed(`${n} conductors started, hApp installed`, () =>
+          scenario.addPlayersWithApps(
+            Array.from({ length: n }, (_, i) => ({
+              appBundleSource: { type: "path" as const, value: happs[i] ?? HAPP_PATH },
+            })),
+          ),
+        );
+        await scenario.shareAllAgents();
+        await Promise.all(players.map((p) => getModelProperties(cellOf(p))));
+        seen = await timed(`${n} agents connected`, () => awaitConnected(players, scenario, CONNECT_TIMEOUT_MS));
+        if (seen.every((count) => count === n)) await body(players, scenario);
+      },
+      true,
+      { timeout: REQUEST_TIMEOUT_MS },
+    );
+    if (seen.every((count) => count === n)) return;
+    const counts = seen.map((count, i) => `conductor ${i}: ${count}`).join(", ");
+    if (attempt >= 2) {
+      throw new Error(`network not connected after ${CONNECT_TIMEOUT_MS / 1000} s, twice: agents seen of ${n} (${counts})`);
+    }
+    process.stderr.write(`[ztml] network not connected after ${CONNECT_TIMEOUT_MS / 1000} s (${counts}): one fresh start\n`);
+  }
+}
+
+/**
+ * Polls each player's `get_participants` (a network read of the join links)
+ * until every player sees all agents or `timeoutMs` passes, sharing peer
+ * infos again between polls. Returns how many agents each player saw.
+ */
+async function awaitConnected(players: PlayerApp[], scenario: Scenario, timeoutMs: number): Promise<number[]> {
+  const want = new Set(players.map((p) => hex(p.agentPubKey)));
+  const seen = players.map(() => 0);
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    for (const [i, player] of players.entries()) {
+      if (seen[i] === want.size) continue;
+      try {
+        const got = await getParticipants(cellOf(player));
+        seen[i] = new Set(got.map(hex).filter((k) => want.has(k))).size;
+      } catch {
+        // A read that times out counts as not connected yet.
+      }
+    }
+    if (seen.every((count) => count === want.size) || performance.now() > deadline) return seen;
+    await scenario.shareAllAgents();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+/** The agents that joined (linked from the `participants` anchor) and this agent can reach. */
+export async function getParticipants(cell: CallableCell): Promise<AgentPubKey[]> {
+  return cell.callZome<AgentPubKey[]>({ zome_name: ZOME, fn_name: "get_participants", payload: null });
 }
 
 /** The hApp's only cell for a player. */
