@@ -409,6 +409,7 @@ async def contract_cases(a: ZomeCaller, b: ZomeCaller) -> list[tuple[str, tuple[
     out.append(("aggregate hand-picked", await outcome(a.call("publish_computed_aggregate", picked), lambda h: "ok")))
     aggs = await eventually(lambda: b.call("get_round_aggregates", b_in), lambda r: len(r) >= 1)
     out.append(("hand-picked coverage", ("ok", [(x["verified"], x["coverage"]) for x in aggs])))
+    out.append(("chain status", await outcome(b.call("get_chain_status", a.agent), lambda s: s)))
     return out
 
 

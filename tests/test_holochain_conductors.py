@@ -371,3 +371,54 @@ def test_a_network_that_never_connects_gets_one_fresh_start() -> None:
             assert np.asarray(rows[0]["values"], dtype=np.float32).tobytes() == v.tobytes()
 
     asyncio.run(go())
+
+
+def test_a_forked_chain_counts_for_nothing() -> None:
+    # A Byzantine operator copies its conductor (keystore and chain) and commits a round-0 submission on each
+    # copy: both pass the one-per-round chain walk, as each branch holds only its own. The honest reader sees both,
+    # the activity authorities see the fork, and neither submission counts in an aggregate.
+    async def go() -> None:
+        async with LocalNetwork(2, 2, properties=PROPERTIES) as net:
+            honest, liar = net.agents
+            assert (await honest.cell.call("get_chain_status", liar.agent_key))["status"] == "valid"
+            own = await honest.cell.call("submit_gradient", submission(0, values(0.5)))
+            [twin] = await net.fork_conductor(liar.conductor)
+            assert twin.agent_key == liar.agent_key
+            on_twin = await twin.cell.call("submit_gradient", submission(0, values(1.0)), timeout=120)
+            await eventually(lambda: honest.cell.call("get_round_submissions", 0), lambda r: len(r) >= 2)
+            await net.kill_conductor(twin.conductor)
+            await net.restart_conductor(liar.conductor)
+            on_original = await liar.cell.call("submit_gradient", submission(0, values(0.0)), timeout=120)
+            assert bytes(on_original) != bytes(on_twin)
+            # Each branch still holds one submission per round.
+            with pytest.raises(SubmissionRejected, match="already submitted"):
+                await liar.cell.call("submit_gradient", submission(0, values(0.25)), timeout=120)
+
+            rows = await eventually(lambda: honest.cell.call("get_round_submissions", 0), lambda r: len(r) >= 3)
+            by_liar = sorted(bytes(r["action_hash"]) for r in rows if bytes(r["author"]) == liar.agent_key)
+            assert by_liar == sorted([bytes(on_twin), bytes(on_original)])
+            status = await eventually(
+                lambda: honest.cell.call("get_chain_status", liar.agent_key), lambda s: s["status"] == "forked"
+            )
+            assert status["status"] == "forked" and status["fork_seq"] is not None
+            assert await honest.cell.call("get_chain_status", honest.agent_key) == {"status": "valid", "fork_seq": None}
+
+            agg = await honest.cell.call("compute_round_aggregate", {"round": 0, "rule": "mean", "f": 0})
+            assert [bytes(h) for h in agg["contributors"]] == [bytes(own)]
+            assert np.asarray(agg["values"], dtype=np.float32).tobytes() == values(0.5).tobytes()
+            # An aggregate that counts the equivocator is refused by validation.
+            forged = {
+                "round": 0,
+                "rule": "personal",
+                "f": 0,
+                "contributors": sorted([bytes(own), bytes(on_twin), bytes(on_original)]),
+                "flagged": [],
+                "values": [float(x) for x in values(0.5)],
+            }
+            with pytest.raises(ZomeCallError, match="equivocation: neither may count"):
+                await liar.cell.call("publish_computed_aggregate", forged, timeout=120)
+            await honest.cell.call("publish_aggregate", {"round": 0, "rule": "mean", "f": 0})
+            [published] = await honest.cell.call("get_round_aggregates", 0)
+            assert published["coverage"] == {"covered": 1, "round_submissions": 1, "complete": True}
+
+    asyncio.run(go())

@@ -73,6 +73,7 @@ def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
     assert answers["hand-picked coverage"] == ("ok", [(True, cover)])  # ... and says what it covers
     full = {"covered": 2, "round_submissions": 2, "complete": True}
     assert [x[-1] for x in answers["aggregates"][1]] == [full, full]
+    assert answers["chain status"] == ("ok", {"status": "valid", "fork_seq": None})
 
     # One table for both stores: the contract's refused submissions (each answered by the mock as by real
     # conductors, see test_holochain_conductors) get the same answers from the embedded store.

@@ -297,6 +297,11 @@ class MockCell:
     async def _fn_get_participants(self, _: Any) -> list[bytes]:
         return sorted(self.conductor.participants)
 
+    async def _fn_get_chain_status(self, agent: Any) -> dict[str, Any]:
+        # One process, one chain per agent: a mock chain never forks, and it is never invalid (refused writes are
+        # not kept), so a joined agent's chain is valid.
+        return {"status": "valid" if bytes(agent) in self.conductor.participants else "empty", "fork_seq": None}
+
     async def _fn_get_node_registrations(self, _: Any) -> list[dict[str, Any]]:
         return sorted(self.conductor.registrations, key=lambda x: x["action_hash"])
 

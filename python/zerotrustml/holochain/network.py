@@ -432,6 +432,7 @@ class LocalNetwork:
         self.agents: list[Agent] = []
         self._old_handlers: dict[int, Any] = {}
         self._extra = 0  # agents tried with add_agent (each gets a fresh app id, installed or not)
+        self._twins: list[Agent] = []  # made by fork_conductor
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -624,16 +625,15 @@ class LocalNetwork:
             return c.app_port, token
 
     async def share_peer_infos(self) -> None:
-        """Give every conductor every other conductor's agent infos (no waiting for bootstrap discovery)."""
-        if self.n_conductors < 2:
+        """Give every running conductor every other one's agent infos (no waiting for bootstrap discovery)."""
+        live = [c.admin for c in self.conductors if c.admin is not None]
+        if len(live) < 2:
             return
         infos: list[Any] = []
-        for c in self.conductors:
-            assert c.admin is not None
-            infos.extend(await c.admin.request("agent_info", {"dna_hashes": None}))
-        for c in self.conductors:
-            assert c.admin is not None
-            await c.admin.request("add_agent_info", {"agent_infos": infos})
+        for admin in live:
+            infos.extend(await admin.request("agent_info", {"dna_hashes": None}))
+        for admin in live:
+            await admin.request("add_agent_info", {"agent_infos": infos})
 
     async def await_connected(self, timeout: float | None = None) -> None:
         """Wait until one agent on every conductor reads every agent's join link through the network.
@@ -709,6 +709,49 @@ class LocalNetwork:
         await self.share_peer_infos()
         await self.await_connected()
 
+    async def fork_conductor(self, index: int) -> list[Agent]:
+        """Copy conductor ``index`` (keystore and source chains included) to a new one: an attack-test tool.
+
+        This is what any operator can do with its own keys. Conductor ``index`` is stopped, its data is copied
+        and the copy starts; each agent of ``index`` has a twin there with the same key, cell and signing
+        credentials and the same chain up to now. Whatever a twin commits forks that chain once the original
+        (:meth:`restart_conductor`) commits too. One copy runs at a time, as the network knows one address per
+        agent. Returns the twins; they are not in :attr:`agents`, so every count of the network stays as it was.
+        """
+        src = self.conductors[index]
+        if src.proc is None or not src.proc.running():
+            raise ConductorError(f"conductor {index}: not running")
+        if src.admin is not None:
+            await src.admin.close()
+            src.admin = None
+        src.proc.stop()  # SIGTERM first: the copy is taken from databases the conductor closed itself
+        twin = _Conductor(len(self.conductors), self.work_dir / f"conductor-{len(self.conductors)}.yaml", _free_port())
+        src_data = self.work_dir / f"conductor-{index}"
+        data = self.work_dir / f"conductor-{twin.index}"
+        shutil.copytree(src_data, data, ignore=shutil.ignore_patterns("socket", "pid_file"))
+        for cfg in data.rglob("lair-keystore-config.yaml"):  # the keystore names its own files by absolute path
+            cfg.write_text(cfg.read_text().replace(str(src_data), str(data)))
+        assert self.bootstrap_port is not None
+        twin.config.write_text(_conductor_config(data, twin.admin_port, self.bootstrap_port, self.force_relay))
+        self.conductors.append(twin)
+        await self._boot(twin)
+        assert twin.admin is not None
+        ports = await twin.admin.list_app_interfaces()
+        twin.app_port = ports[0] if ports else await twin.admin.attach_app_interface()
+        twins: list[Agent] = []
+        for a in (a for a in self.agents if a.conductor == index):
+            token = await twin.admin.issue_app_token(a.app_id)
+
+            async def reconnect(app_id: str = a.app_id) -> tuple[int, Any]:
+                return await self._reconnect_app(twin, app_id)
+
+            app = await AppClient.connect(twin.app_port, token, reconnect=reconnect)
+            cell = Cell(app, a.cell.cell_id, a.cell.credentials, ZOME)
+            twins.append(Agent(f"{a.name}-twin", twin.index, a.app_id, cell, app, dict(a.properties), a.membrane_proof))
+        self._twins.extend(twins)
+        await self.share_peer_infos()
+        return twins
+
     # -- teardown -----------------------------------------------------------------------------------------------
     def kill_processes(self) -> None:
         """Stop every process now (synchronous; safe from signal handlers and atexit)."""
@@ -726,7 +769,7 @@ class LocalNetwork:
         self.remove_files()
 
     async def _shut_down(self) -> None:
-        for a in self.agents:
+        for a in self.agents + self._twins:
             with contextlib.suppress(Exception):
                 await a.app.close()
         for c in self.conductors:

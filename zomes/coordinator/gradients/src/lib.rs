@@ -79,6 +79,33 @@ pub fn get_participants() -> ExternResult<Vec<AgentPubKey>> {
     Ok(agents)
 }
 
+/// What the network knows of an agent's source chain (`get_chain_status`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChainStatusOutput {
+    /// "empty" (nothing reached yet), "valid", "forked" (two valid actions at
+    /// one sequence number: one key committing from two conductors) or
+    /// "invalid" (validators rejected one of its actions).
+    pub status: String,
+    /// Where a fork starts (the sequence number both branches use).
+    pub fork_seq: Option<u32>,
+}
+
+/// The agent-activity authorities' view of `agent`'s chain. A fork is
+/// evidence of equivocation by that key; readers already leave out both of
+/// an author's submissions in one round (see `compute_round_aggregate`), and
+/// this call lets them see forks that did not collide in a round.
+#[hdk_extern]
+pub fn get_chain_status(agent: AgentPubKey) -> ExternResult<ChainStatusOutput> {
+    let activity = get_agent_activity(agent, ChainQueryFilter::new(), ActivityRequest::Full, GetOptions::network())?;
+    let (status, fork_seq) = match activity.status {
+        ChainStatus::Empty => ("empty", None),
+        ChainStatus::Valid(_) => ("valid", None),
+        ChainStatus::Forked(fork) => ("forked", Some(fork.fork_seq)),
+        ChainStatus::Invalid(_) => ("invalid", None),
+    };
+    Ok(ChainStatusOutput { status: status.to_string(), fork_seq })
+}
+
 /// The DNA properties this cell validates against (model spec, chunk size,
 /// committee parameters, recompute bound).
 #[hdk_extern]
