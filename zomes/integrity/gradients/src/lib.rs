@@ -123,8 +123,9 @@ fn entry_name(entry: &EntryTypes) -> &'static str {
 #[hdk_extern]
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     match op.flattened::<EntryTypes, LinkTypes>()? {
+        // Entry authorities judge content; the author's chain is walked where the action is held (see `chain`).
         FlatOp::StoreEntry(OpEntry::CreateEntry { app_entry, action }) => {
-            validate_create(EntryCreationAction::Create(action), app_entry)
+            with_chain_rules(false, || validate_create(EntryCreationAction::Create(action), app_entry))
         }
         FlatOp::StoreEntry(OpEntry::UpdateEntry { app_entry, .. }) => immutable(entry_name(&app_entry), "updated"),
         FlatOp::StoreEntry(_) => Ok(ValidateCallbackResult::Valid),
@@ -141,8 +142,11 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             }
             OpRecord::UpdateEntry { app_entry, .. } => immutable(entry_name(&app_entry), "updated"),
             OpRecord::DeleteEntry { original_action_hash, .. } => validate_delete(&original_action_hash),
+            // The link's `RegisterCreateLink` authority walks the author's chain for it.
             OpRecord::CreateLink { link_type, base_address, target_address, action, .. } => {
-                to_callback(validate_create_link(link_type, &action, &base_address, &target_address))
+                with_chain_rules(false, || {
+                    to_callback(validate_create_link(link_type, &action, &base_address, &target_address))
+                })
             }
             OpRecord::DeleteLink { original_action_hash, .. } => match own_link_type(&original_action_hash)? {
                 Some(link_type) => immutable_link(link_type),
