@@ -454,11 +454,27 @@ class HolochainBackend(Backend):
         want = {bytes(self._nodes[n].cell.agent): n for n in ids}
         for nid in ids:
             view = self.view(nid)
+            waiting_since, rebooted = time.monotonic(), False
             while True:
                 reg = await view.registry()
                 seen = sum(1 for agent, n in want.items() if agent in reg and reg[agent].node_id == n)
                 if seen == len(ids):
                     break
+                stuck = time.monotonic() - waiting_since
+                restart_after = getattr(self.network, "restart_after", None)  # a LocalNetwork's; the mock has none
+                if (
+                    not rebooted
+                    and restart_after is not None
+                    and stuck > restart_after
+                    and deadline - 30 > time.monotonic()
+                ):
+                    # The network connected at start, but this conductor no longer hears from the others.
+                    self._say(
+                        f"{nid}'s agent sees {seen} of {len(ids)} registrations after {stuck:.0f} s: "
+                        "restarting its conductor"
+                    )
+                    await self.network.reboot(self._conductor_of(nid))
+                    rebooted = True
                 if time.monotonic() > deadline:
                     raise ConductorTimeout(
                         f"holochain backend: {nid}'s agent sees {seen} of {len(ids)} registrations "
@@ -468,6 +484,10 @@ class HolochainBackend(Backend):
                 await asyncio.sleep(self.poll)
             self._registry = reg
         self._say(f"{len(ids)} nodes registered on the DHT")
+
+    def _conductor_of(self, node_id: str) -> int:
+        cell = self._node(node_id).cell
+        return int(next(a.conductor for a in self.network.agents if a.cell is cell))
 
     async def _provision(self, props: dict[str, Any], n: int) -> list[ZomeCaller]:
         if self.mode == "mock":

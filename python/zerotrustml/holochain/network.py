@@ -681,8 +681,7 @@ class LocalNetwork:
                     f"conductor {ci} sees {seen.get(ci, 0)} of {len(want)} agents after {now - t0:.0f} s: "
                     "restarting it on its data"
                 )
-                await self.kill_conductor(ci)
-                await self._boot(self.conductors[ci])
+                await self.reboot(ci)
                 restarts += 1
                 next_restart = time.monotonic() + self.restart_after
             await self.share_peer_infos()
@@ -699,6 +698,16 @@ class LocalNetwork:
         if c.admin is not None:
             await c.admin.close()
             c.admin = None
+
+    async def reboot(self, index: int) -> None:
+        """Restart a running conductor on its data; its agents' clients reconnect by themselves.
+
+        Now and then a conductor's transport stops reaching the others after the network connected (ops from
+        one conductor never reach the other, gossip included); a restart is what brings it back.
+        """
+        await self.kill_conductor(index)
+        await self._boot(self.conductors[index])
+        await self.share_peer_infos()
 
     async def restart_conductor(self, index: int) -> None:
         """Start a killed conductor again on the same data, admin port and app interfaces."""
