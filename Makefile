@@ -21,9 +21,10 @@ $(VENV)/.deps: pyproject.toml
 	    "websockets>=12" "msgpack>=1.0"
 	touch $@
 
-# The test extra: test, lint and benchmark tools (Flower is the peer the tests and benchmarks compare with).
+# The test extra: test, lint and benchmark tools (Flower is the peer the tests and benchmarks compare with;
+# Sybil runs the examples in README.md and docs/ as tests).
 $(VENV)/.deps-test: $(VENV)/.deps
-	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5"
+	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5" "sybil>=10,<11"
 	touch $@
 
 # The torch extra (torch_mlp, torch_cnn) for the tests only: the PyPI wheel brings CUDA libraries (~5 GB).
@@ -53,7 +54,7 @@ lint: $(VENV)/.deps-test $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruf
 	cargo fmt --check
 	cargo clippy -p zerotrustml-core -p zerotrustml-py --release -- -D warnings
 	cargo clippy -p gradients_integrity -p gradients -p byzantine -p validation-cost --release --all-targets -- -D warnings
-	ruff check python tests benchmarks scripts
+	ruff check python tests benchmarks scripts conftest.py
 	mypy
 	$(PY) -m mypy.stubtest zerotrustml._core --ignore-missing-stub
 

@@ -71,11 +71,17 @@ def test_unknown_names_and_impossible_parameters(tmp_path: Path) -> None:
         (["--attack", "nope"], "Invalid value for '--attack'"),
         (["--aggregator", "nope"], "Invalid value for '--aggregator'"),
         (["--aggregator", "bulyan", "--nodes", "20"], "bulyan needs n >= 4f + 3"),
-        (["--alpha", "0"], "alpha: must be > 0"),
-        (["--alpha", "-1"], "alpha: must be > 0"),
-        (["--nodes", "0"], "nodes: must be at least 1"),
-        (["--byzantine-fraction", "1.5"], "byzantine_fraction"),
+        # Errors name the flags, not the Python fields behind them.
+        (["--alpha", "0"], "Error: --alpha: must be > 0"),
+        (["--alpha", "-1"], "Error: --alpha: must be > 0"),
+        (["--nodes", "0"], "Error: --nodes: must be at least 1"),
+        (["--byzantine-fraction", "1.5"], "Error: --byzantine-fraction: must be in [0, 1) (got 1.5)"),
+        (["--byzantine-fraction", "0.9", "--nodes", "4"], "Error: --byzantine-fraction: leaves no honest node"),
+        (["--local-steps", "0"], "Error: --local-steps: must be at least 1"),
         (["--attack-param", "epsilon"], "expected KEY=VALUE"),
+        (["--attack", "ipm", "--attack-param", "epsilon=nan"], "Error: --attack-param epsilon: must be a finite"),
+        (["--attack-param", "foo=1"], "Error: --attack-param: unknown parameter 'foo' for attack 'sign_flip'"),
+        (["--dataset", "emnist"], "Error: --dataset-path: dataset 'emnist' is not bundled; pass --dataset-path"),
     ]
     for args, message in cases:
         code, output = invoke("run", *FAST, "--data-dir", d, *args)
@@ -217,3 +223,145 @@ def test_a_torch_model_without_torch_says_which_extra_to_install(monkeypatch: py
     code, output = invoke("run", *FAST, "--model", "torch_cnn")
     assert code == 2
     assert "--model torch_cnn: needs the torch extra" in output and "pip install 'zerotrustml[torch]'" in output
+
+
+def test_a_run_file_sets_options_and_flags_win(tmp_path: Path) -> None:
+    run_file = tmp_path / "run.toml"
+    run_file.write_text(
+        'dataset = "synthetic"\nnodes = 6\nrounds = 2\nlocal_steps = 1\nbyzantine-fraction = 0.34\n'
+        'attack = "ipm"\n[attack-params]\nepsilon = 50\n'
+    )
+    out = tmp_path / "run.json"
+    code, output = invoke(
+        "run",
+        "--config",
+        str(run_file),
+        "--rounds",
+        "3",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0, output
+    params = json.loads(out.read_text())["params"]
+    assert (params["nodes"], params["rounds"], params["attack"]) == (6, 3, "ipm")  # --rounds beats the file
+    assert params["attack_params"] == {"epsilon": 50.0} and params["byzantine_fraction"] == 0.34
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nodez = 3\n", "unknown key 'nodez'; the keys are the options of run"),
+        ("nodes = [1, 2]\n", "nodes: a single value, got a list"),
+        ("attack-params = 3\n", "attack-params: a table, e.g. [attack-params] epsilon = 100"),
+        ("nodes = \n", "not a TOML file"),
+        ("attack = 'nope'\n", "Invalid value for '--attack': 'nope' is not one of"),
+        ("nodes = 0\n", "nodes: must be at least 1"),
+    ],
+)
+def test_a_bad_run_file_is_named_with_its_key(tmp_path: Path, text: str, message: str) -> None:
+    run_file = tmp_path / "run.toml"
+    run_file.write_text(text)
+    code, output = invoke("run", "--config", str(run_file), "--data-dir", str(tmp_path / "d"))
+    assert code == 2 and message in " ".join(output.split()), output
+    assert not (tmp_path / "d").exists()  # refused before any work
+    code, output = invoke("run", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2 and "cannot read it" in output
+
+
+def test_log_levels_and_piped_log_lines_stay_whole(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "zerotrustml"]
+    run = ["run", *FAST, "--backend", "mock", "--quiet"]
+
+    def stderr(*args: str, d: str) -> str:
+        proc = subprocess.run(
+            [*base, *args, *run, "--data-dir", str(tmp_path / d)], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    verbose = stderr("-v", d="a")
+    debug = [line for line in verbose.splitlines() if " DEBUG zerotrustml.fl.simulation: round " in line]
+    assert len(debug) == 2, verbose
+    info = [line for line in verbose.splitlines() if " INFO zerotrustml.run: " in line]
+    assert info and all(line[:2].isdigit() for line in verbose.splitlines() if line.strip())  # whole lines
+    assert " DEBUG " not in stderr(d="b")
+    assert stderr("--log-level", "warning", d="c") == ""
+
+
+def test_piped_log_lines_are_not_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from zerotrustml.cli import _configure_logging
+
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    handler = _configure_logging(logging.INFO)
+    try:
+        logging.getLogger("zerotrustml.run").info("x" * 300)
+    finally:
+        logging.getLogger("zerotrustml").removeHandler(handler)
+    [line] = piped.getvalue().splitlines()
+    assert line.endswith("INFO zerotrustml.run: " + "x" * 300)
+
+
+def test_a_byzantine_majority_needs_force_and_half_is_warned(tmp_path: Path) -> None:
+    code, output = invoke("run", *FAST, "--byzantine-fraction", "0.6", "--data-dir", str(tmp_path / "a"))
+    assert code == 2 and "5 of 8 nodes are Byzantine, a majority" in output and "--force" in output
+    assert not (tmp_path / "a").exists()
+    code, output = invoke(
+        "run",
+        *FAST,
+        "--byzantine-fraction",
+        "0.6",
+        "--force",
+        "--aggregator",
+        "mean",
+        "--data-dir",
+        str(tmp_path / "b"),
+        "--quiet",
+    )
+    assert code == 0, output
+    code, output = invoke(
+        "run",
+        *FAST,
+        "--byzantine-fraction",
+        "0.5",
+        "--aggregator",
+        "mean",
+        "--data-dir",
+        str(tmp_path / "c"),
+        "--quiet",
+    )
+    assert code == 0 and "warning: 4 of 8 nodes are Byzantine, exactly half" in output
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for flag in ("--out", "--plot"):
+        code, output = invoke("run", *FAST, "--data-dir", str(tmp_path / "d"), flag, str(blocker / "x" / "run.out"))
+        assert code == 2 and f"{blocker} is a file, so {blocker / 'x' / 'run.out'} cannot be written" in output
+        assert "Errno" not in output
+    code, output = invoke("run", *FAST, "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in output
+    assert not (tmp_path / "d").exists()  # nothing ran
+
+
+def test_more_rounds_extend_a_finished_run_and_a_refusal_names_what_differs(tmp_path: Path) -> None:
+    short, straight = tmp_path / "short", tmp_path / "straight"
+    assert invoke("run", *FAST, "--data-dir", str(short), "--quiet")[0] == 0
+    code, output = invoke("run", *FAST, "--rounds", "4", "--data-dir", str(short))
+    assert code == 0 and "resuming at round 3 of 4" in output and "the stored run had 2, now extended" in output
+    assert invoke("run", *FAST, "--rounds", "4", "--data-dir", str(straight), "--quiet")[0] == 0
+
+    def rows(d: Path) -> list[dict[str, object]]:
+        lines = (d / "run.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if not k.endswith("_ms")} for x in lines]
+
+    assert rows(short) == rows(straight)  # extended = run that long from the start
+    code, output = invoke("run", *FAST, "--rounds", "3", "--nodes", "9", "--data-dir", str(short))
+    assert code == 1 and "nodes 8 (this run: 9), rounds 4 (this run: 3)" in " ".join(output.split())

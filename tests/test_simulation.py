@@ -184,3 +184,33 @@ def test_defence_flags_per_its_definition() -> None:
     assert gm.flagged[9:].all() and not gm.flagged[:9].any()
     cc = defence.apply("centered_clipping", updates, 3)
     assert cc.flagged[9:].all()
+
+
+def test_simulate_returns_the_summary_and_every_round(tmp_path: Path) -> None:
+    import zerotrustml
+    from zerotrustml.exceptions import ParameterError
+
+    seen: list[int] = []
+    result = zerotrustml.simulate(
+        dataset="synthetic", nodes=6, rounds=3, local_steps=1, attack="alie", on_round=lambda m: seen.append(m["round"])
+    )
+    assert result.data_dir is None and seen == [0, 1, 2]
+    assert [r["round"] for r in result.rounds] == [0, 1, 2]
+    assert result.final_accuracy == result.rounds[-1]["accuracy"] == result.summary["final_accuracy"]
+    assert result.tpr == result.summary["tpr"] and result.summary["params"]["attack"] == "alie"
+
+    # A config plus options to change in it; a data directory keeps the store, and the same call again resumes it.
+    config = zerotrustml.RunConfig(dataset="synthetic", nodes=6, rounds=2, local_steps=1)
+    kept = zerotrustml.simulate(config, data_dir=tmp_path / "run", seed=4)
+    assert kept.data_dir == tmp_path / "run" and (tmp_path / "run" / "run.jsonl").exists()
+    again = zerotrustml.simulate(config, data_dir=tmp_path / "run", seed=4)
+
+    def untimed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in row.items() if not k.endswith("_ms")} for row in rows]
+
+    assert untimed(again.rounds) == untimed(kept.rounds) and again.final_accuracy == kept.final_accuracy
+
+    with pytest.raises(ParameterError, match=r"^node: not an option of simulate\(\); the options are nodes, "):
+        zerotrustml.simulate(node=3)
+    with pytest.raises(ParameterError, match=r"^nodes: must be at least 1"):
+        zerotrustml.simulate(nodes=0)

@@ -14,8 +14,12 @@ The package has three wings above that core face (``aggregators``,
 ``zerotrustml.backends``
     the stores a run writes to.
 
+``zerotrustml.plugins`` registers a user's own attacks, aggregation rules,
+models and datasets by name across the wings (from Python or through the
+``zerotrustml.plugins`` entry point group).
+
 The SDK's public names are re-exported here, so ``from zerotrustml import
-EdgeClient, RunConfig, run`` works.
+EdgeClient, RunConfig, simulate`` works.
 """
 
 # The core face first (exceptions and backends/base.py rely on this order; see their comments),
@@ -23,7 +27,7 @@ EdgeClient, RunConfig, run`` works.
 from zerotrustml import aggregators, exceptions, validation
 from zerotrustml.aggregators import AggregationResult
 from zerotrustml.defence.proofs import EdgeClient, EdgeProof, EdgeProofGenerator, KeyRing
-from zerotrustml.fl.simulation import RunConfig, Simulation, run
+from zerotrustml.fl.simulation import RunConfig, Simulation, SimulationResult, run, simulate
 from zerotrustml.validation import ModelSpec, Submission
 
 __version__ = "0.1.0"
@@ -41,6 +45,8 @@ __all__ = [
     "KeyRing",
     "RunConfig",
     "Simulation",
+    "SimulationResult",
     "run",
+    "simulate",
     "__version__",
 ]

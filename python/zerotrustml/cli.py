@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import os
 import shlex
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
 from rich.table import Table
 
-from zerotrustml import __version__, aggregators, defence
+from zerotrustml import __version__, aggregators, defence, plugins
 from zerotrustml import plot as plot_mod
 from zerotrustml.backends import BACKENDS, StoreError
-from zerotrustml.exceptions import ValidationError
+from zerotrustml.exceptions import ParameterError, ValidationError
 from zerotrustml.fl import attacks, data, models, partition, simulation
 from zerotrustml.fl.simulation import RunConfig
+
+# Installed packages' plug-ins join the choices below; a broken one is reported by every command, not as a traceback.
+try:
+    plugins.load_entry_points()
+    _PLUGIN_ERROR: str | None = None
+except ParameterError as _e:
+    _PLUGIN_ERROR = str(_e)
+_DATASET_CHOICES = tuple(dict.fromkeys(data.DATASETS + data.PATH_DATASETS + plugins.names("dataset")))
 
 DEMO_ATTACKS = ("sign_flip", "gaussian", "alie")
 
@@ -64,10 +76,54 @@ def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     return out
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _configure_logging(level: int) -> logging.Handler:
+    """One handler on the package's logger, on stderr: rich on a terminal, plain whole lines when piped."""
+    logger = logging.getLogger("zerotrustml")
+    for old in list(logger.handlers):
+        if old.get_name() == "zerotrustml-cli":
+            logger.removeHandler(old)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.set_name("zerotrustml-cli")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
+
+
 @click.group()
 @click.version_option(__version__)
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="More log lines (-v: debug).")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS),
+    default=None,
+    help="Log level of the package's log lines on stderr [default: info; warning with run --quiet].",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, log_level: str | None) -> None:
     """ZeroTrustML: Byzantine-resilient federated learning."""
+    if _PLUGIN_ERROR is not None:
+        raise click.ClickException(_PLUGIN_ERROR)
+    chosen = log_level or ("debug" if verbose else None)
+    ctx.obj = {"log_level": chosen}
+    logger = logging.getLogger("zerotrustml")
+    level_before = logger.level
+    handler = _configure_logging(getattr(logging, (chosen or "info").upper()))
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level_before)
+
+    ctx.call_on_close(restore)
 
 
 @main.command()
@@ -145,7 +201,7 @@ def _resume_command(data_dir: Path) -> str:
 @click.option("--nodes", default=20, show_default=True, help="Number of nodes.")
 @click.option("--rounds", default=30, show_default=True, help="Training rounds.")
 @click.option("--byzantine-fraction", default=0.3, show_default=True, help="Share of Byzantine nodes.")
-@click.option("--attack", type=click.Choice(attacks.ATTACKS), default="sign_flip", show_default=True)
+@click.option("--attack", type=click.Choice(attacks.attack_names()), default="sign_flip", show_default=True)
 @click.option(
     "--attack-param",
     "attack_params",
@@ -154,11 +210,11 @@ def _resume_command(data_dir: Path) -> str:
     metavar="KEY=VALUE",
     help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
 )
-@click.option("--aggregator", type=click.Choice(defence.ALL_DEFENCES), default="pipeline", show_default=True)
+@click.option("--aggregator", type=click.Choice(defence.defence_names()), default="pipeline", show_default=True)
 @click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
 @click.option(
     "--dataset",
-    type=click.Choice(tuple(dict.fromkeys(data.DATASETS + data.PATH_DATASETS))),
+    type=click.Choice(_DATASET_CHOICES),
     default="mnist",
     show_default=True,
 )
@@ -172,7 +228,7 @@ def _resume_command(data_dir: Path) -> str:
 @click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew).")
 @click.option(
     "--model",
-    type=click.Choice(models.MODELS + models.TORCH_MODELS),
+    type=click.Choice(models.MODELS + models.TORCH_MODELS + plugins.names("model")),
     default="softmax",
     show_default=True,
     help="numpy models; torch_mlp and torch_cnn with the torch extra installed.",
@@ -247,11 +303,32 @@ def _resume_command(data_dir: Path) -> str:
     help="Also write a PNG of accuracy and TPR/FPR per round.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the summary path only.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run even when the Byzantine nodes are a majority (no defence here can hold then).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    is_eager=True,
+    expose_value=True,
+    callback=lambda ctx, param, value: _load_run_file(ctx, value),
+    help="A TOML run file whose keys are these options' names (nodes = 10, byzantine-fraction = 0.4, "
+    "[attack-params] epsilon = 100); flags given on the command line win.",
+)
+@click.pass_context
 def run(
+    ctx: click.Context,
+    /,
+    config_file: Path | None,
     data_dir: Path | None,
     out: Path | None,
     plot_path: Path | None,
     quiet: bool,
+    force: bool,
     batch_size: int,
     conductors: int | None,
     round_timeout: float,
@@ -265,6 +342,9 @@ def run(
     softmax regression, the full detection pipeline, on the embedded SQLite store.
     """
     console = Console(quiet=quiet, soft_wrap=True)  # piped output keeps its lines whole
+    if quiet and not (ctx.obj or {}).get("log_level"):
+        logging.getLogger("zerotrustml").setLevel(logging.WARNING)
+    say = logging.getLogger("zerotrustml.run").info
     if options["model"] not in models.available_models():
         raise click.UsageError(
             f"--model {options['model']}: needs the torch extra, which is not installed: "
@@ -274,10 +354,26 @@ def run(
         config = RunConfig(batch_size=batch_size or None, **options)
         config.check()
     except ValidationError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError(_in_flag_words(str(e), options["attack"])) from None
+    liars, honest = config.n_byzantine, config.nodes - config.n_byzantine
+    if liars > honest and not force:
+        raise click.UsageError(
+            f"--byzantine-fraction {config.byzantine_fraction:g}: {liars} of {config.nodes} nodes are Byzantine, "
+            "a majority; no defence here can hold against that without trusted data, so the run would only show "
+            "the attack winning. Pass --force to run it anyway."
+        )
+    if liars == honest and liars > 0:
+        click.echo(
+            f"warning: {liars} of {config.nodes} nodes are Byzantine, exactly half: a symmetric attack can win here "
+            "(see docs/DETECTION.md)",
+            err=True,
+        )
+    for path, flag in ((out, "--out"), (plot_path, "--plot")):
+        if path is not None:
+            _check_output(path, flag)
     backend_options: dict[str, Any] = {}
     if config.backend in ("holochain", "mock"):
-        backend_options = {"round_timeout": round_timeout, "log": lambda msg: console.log(msg)}
+        backend_options = {"round_timeout": round_timeout, "log": say}
         if config.backend == "holochain":
             backend_options["conductors"] = conductors
     elif conductors is not None and swap_at_round is None:
@@ -288,7 +384,7 @@ def run(
             raise click.UsageError("--swap-at-round: a run swaps from --backend embedded")
         if swap_at_round >= config.rounds:
             raise click.UsageError(f"--swap-at-round: must be below --rounds ({config.rounds})")
-        swap_options = {"round_timeout": round_timeout, "log": lambda msg: console.log(msg)}
+        swap_options = {"round_timeout": round_timeout, "log": say}
         if swap_to == "holochain":
             swap_options["conductors"] = conductors
     data_dir = data_dir or _default_data_dir(config)
@@ -323,7 +419,10 @@ def run(
                 console.print(f"all {config.rounds} rounds are already in {data_dir}; writing the summary")
             elif first > 0:
                 progress.update(task, completed=first)
-                console.print(f"resuming at round {first + 1} of {config.rounds} (rounds 1-{first} are in {data_dir})")
+                grown = f"; the stored run had {sim.grown_from}, now extended" if sim.grown_from else ""
+                console.print(
+                    f"resuming at round {first + 1} of {config.rounds} (rounds 1-{first} are in {data_dir}{grown})"
+                )
 
         try:
             sim = simulation.Simulation(
@@ -331,14 +430,16 @@ def run(
                 data_dir,
                 metrics_path=metrics_path,
                 on_round=on_round,
-                on_start=on_start,
                 backend_options=backend_options,
                 swap_at_round=swap_at_round,
                 swap_to=swap_to,
                 swap_options=swap_options,
             )
+            sim.on_start = on_start
             summary = sim.run()
-        except (ValidationError, StoreError, OSError) as e:
+        except ValidationError as e:
+            raise click.ClickException(_in_flag_words(str(e), config.attack)) from None
+        except (StoreError, OSError) as e:
             raise click.ClickException(str(e)) from None
         except KeyboardInterrupt:
             progress.stop()
@@ -386,6 +487,81 @@ def run(
     console.print(f"summary: {out}\nper round: {metrics_path}")
 
 
+def _check_output(path: Path, flag: str) -> None:
+    """Refuse an output path the run could not write, before the run starts (its directory is made here)."""
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a directory; give a file name", param_hint=flag)
+    blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise click.BadParameter(f"{blocker} is a file, so {path} cannot be written", param_hint=flag)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.BadParameter(f"cannot make {path.parent}: {e.strerror or e}", param_hint=flag) from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{path} is not writable", param_hint=flag)
+
+
+_FLAG_OF_FIELD = {"path": "--dataset-path", "params": "--attack-param", "attack_params": "--attack-param"}
+
+
+def _in_flag_words(message: str, attack: str) -> str:
+    """A run's error in the command line's words: ``byzantine_fraction: ...`` becomes ``--byzantine-fraction: ...``."""
+    head, sep, rest = message.partition(": ")
+    rest = rest.replace("pass path=", "pass --dataset-path").replace("pass dataset_path=", "pass --dataset-path")
+    if not sep:
+        return message
+    if head.startswith(f"{attack}."):
+        return f"--attack-param {head.split('.', 1)[1]}: {rest}"
+    if head in _FLAG_OF_FIELD:
+        return f"{_FLAG_OF_FIELD[head]}: {rest}"
+    if head in {f.name for f in dataclasses.fields(RunConfig)}:
+        return f"--{head.replace('_', '-')}: {rest}"
+    return f"{head}: {rest}"
+
+
+def _load_run_file(ctx: click.Context, path: Path | None) -> Path | None:
+    """Read a TOML run file into the command's defaults, so flags on the command line still win."""
+    if path is None:
+        return None
+    hint = f"--config {path}"
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise click.BadParameter(f"cannot read it ({e.strerror or e})", param_hint=hint) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise click.BadParameter(f"not a TOML file: {e}", param_hint=hint) from None
+    by_key: dict[str, click.Parameter] = {}
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name == "config_file":
+            continue
+        for opt in [*param.opts, *param.secondary_opts]:
+            if opt.startswith("--"):
+                key = opt[2:]
+                by_key[key] = by_key[key.replace("-", "_")] = param
+        if param.name is not None:
+            by_key[param.name] = by_key[param.name.replace("_", "-")] = param
+    defaults: dict[str, Any] = {}
+    for key, value in table.items():
+        found = by_key.get(key)
+        if found is None or found.name is None or key.startswith(("no-", "no_")):
+            keys = sorted({k for k in by_key if "_" not in k and not k.startswith("no-") and k != "attack-param"})
+            raise click.BadParameter(
+                f"unknown key {key!r}; the keys are the options of run without their dashes: {', '.join(keys)}",
+                param_hint=hint,
+            )
+        param = found
+        if param.name == "attack_params":
+            if not isinstance(value, dict):
+                raise click.BadParameter(f"{key}: a table, e.g. [{key}] epsilon = 100", param_hint=hint)
+            value = [f"{k}={v}" for k, v in value.items()]
+        elif isinstance(value, (dict, list)):
+            raise click.BadParameter(f"{key}: a single value, got a {type(value).__name__}", param_hint=hint)
+        defaults[param.name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
 def _title(summary: dict[str, Any]) -> str:
     try:
         p = summary["params"]
@@ -395,6 +571,24 @@ def _title(summary: dict[str, Any]) -> str:
         )
     except (KeyError, TypeError):
         return ""  # a summary from elsewhere: plot without a title
+
+
+@main.command("plugins")
+def plugins_cmd() -> None:
+    """List the registered plug-ins (attacks, aggregators, models, datasets) and where each comes from.
+
+    Installed packages register theirs through the entry point group zerotrustml.plugins; see
+    zerotrustml.plugins for how to write one.
+    """
+    found = plugins.registered()
+    if not found:
+        click.echo("no plug-ins registered (entry point group: zerotrustml.plugins)")
+        return
+    table = Table("kind", "name", "from", "parameters", "what it does", title="plug-ins")
+    for p in found:
+        params = ", ".join(f"{k}={v}" for k, v in p.params.items())
+        table.add_row(p.kind, p.name, p.origin, params, p.description)
+    Console(soft_wrap=True).print(table)
 
 
 @main.command()
@@ -609,10 +803,7 @@ def matrix(
     matrix.json, MATRIX.md (tables and the issue-4 targets for the pipeline)
     and matrix.png (TPR, FPR and accuracy-gap heatmaps).
     """
-    import dataclasses
-    import logging
 
-    from rich.logging import RichHandler
     from rich.progress import BarColumn as _Bar
     from rich.progress import MofNCompleteColumn as _MofN
     from rich.progress import Progress as _Progress
@@ -651,11 +842,6 @@ def matrix(
         raise click.UsageError(str(e)) from None
 
     console = Console()
-    handler = RichHandler(console=console, show_path=False, markup=False)
-    logger = logging.getLogger(mx.__name__)
-    logger.addHandler(handler)
-    previous_level = logger.level
-    logger.setLevel(logging.INFO)
     failed = 0
     try:
         if not summarise_only:
@@ -694,9 +880,6 @@ def matrix(
         doc = mx.summarise(out_dir, spec=spec if (given or not summarise_only) else None)
     except (OSError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)
 
     table = _Table("target", "measured", "threshold", "status", title=f"issue-4 targets for {doc['target_defence']}")
     for t in doc["targets"]:

@@ -604,6 +604,26 @@ class EmbeddedStore(Backend):
     async def get_model_spec(self) -> ModelSpec | None:
         return await self._call(lambda _conn: self._spec)
 
+    async def extend_max_round(self, max_round: int) -> None:
+        """Let the stored run go on to ``max_round``: the one change a held model spec takes.
+
+        Everything stored stays valid (its rounds are below the old bound); a lower bound, or a store without a
+        spec or with an unbounded one, is refused with a :class:`StoreError` and nothing changes.
+        """
+        await self._call(self._extend_max_round, max_round)
+
+    def _extend_max_round(self, conn: sqlite3.Connection, max_round: int) -> None:
+        if self._spec is None:
+            raise self._error("model spec: none held yet, nothing to extend")
+        old = self._spec.max_round
+        if old is None or isinstance(max_round, bool) or not isinstance(max_round, int) or max_round < old:
+            raise self._error(f"model spec: max_round can only grow (held {old}, given {max_round!r})")
+        spec = ModelSpec.from_json({**self._spec.to_json(), "max_round": max_round})
+        spec.check()
+        with _transaction(conn):
+            conn.execute("UPDATE model_spec SET spec = ? WHERE id = 1", (_dumps(spec.to_json(), "spec"),))
+        self._spec = spec
+
     # ------------------------------------------------------------ submissions
 
     async def submit(self, sub: Submission) -> bytes:

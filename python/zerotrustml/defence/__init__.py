@@ -20,6 +20,14 @@
 Only ``rules`` is imported here; the other modules load when imported.
 """
 
-from zerotrustml.defence.rules import ALL_DEFENCES, DEFENCES, DOWNWEIGHT_FLAG, Verdict, apply, check_precondition
+from zerotrustml.defence.rules import (
+    ALL_DEFENCES,
+    DEFENCES,
+    DOWNWEIGHT_FLAG,
+    Verdict,
+    apply,
+    check_precondition,
+    defence_names,
+)
 
-__all__ = ["ALL_DEFENCES", "DEFENCES", "DOWNWEIGHT_FLAG", "Verdict", "apply", "check_precondition"]
+__all__ = ["ALL_DEFENCES", "DEFENCES", "DOWNWEIGHT_FLAG", "Verdict", "apply", "check_precondition", "defence_names"]

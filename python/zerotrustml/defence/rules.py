@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import aggregators
-from zerotrustml.exceptions import ParameterError, PreconditionError
+from zerotrustml import aggregators, plugins
+from zerotrustml.exceptions import NonFiniteError, ParameterError, PreconditionError, ShapeError
 
 #: The plain robust rules, as :mod:`zerotrustml.aggregators` names them.
 DEFENCES = aggregators.RULES
@@ -69,13 +69,42 @@ class Verdict:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+def defence_names() -> tuple[str, ...]:
+    """Every defence by name: the built-in ones, then the registered plug-ins (:mod:`zerotrustml.plugins`)."""
+    return ALL_DEFENCES + plugins.names("aggregator")
+
+
 def check_precondition(rule: str, n: int, f: int) -> None:
     """Raise ``PreconditionError`` now, not mid-run, when ``rule`` cannot run on ``n`` updates with ``f`` assumed."""
+    plugin = None if rule in ALL_DEFENCES else plugins.get("aggregator", rule)
+    if plugin is not None:
+        reason = plugin.precondition(n, f) if plugin.precondition is not None else None
+        if reason:
+            raise PreconditionError(f"{rule}: {reason} (got n={n}, f={f}); lower --byzantine-fraction or --assumed-f")
+        return
     if rule not in ALL_DEFENCES:
-        raise ParameterError(f"aggregator: unknown name {rule!r}; choose one of {', '.join(ALL_DEFENCES)}")
+        raise ParameterError(f"aggregator: unknown name {rule!r}; choose one of {', '.join(defence_names())}")
     need = _NEEDS.get(rule)
     if need is not None and not need[1](n, f):
         raise PreconditionError(f"{rule} needs {need[0]} (got n={n}, f={f}); lower --byzantine-fraction or --assumed-f")
+
+
+def _from_plugin(rule: str, out: Any, n: int, d: int) -> Verdict:
+    vector, kept_rows = out if isinstance(out, tuple) and len(out) == 2 else (out, range(n))
+    try:
+        v = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ParameterError(f"aggregator plug-in {rule!r}: did not return an array of numbers ({e})") from None
+    if v.shape != (d,):
+        raise ShapeError(f"aggregator plug-in {rule!r}: must return a vector of shape ({d},), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise NonFiniteError(f"aggregator plug-in {rule!r}: returned non-finite values")
+    kept = np.zeros(n, dtype=bool)
+    for i in kept_rows:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= int(i) < n:
+            raise ParameterError(f"aggregator plug-in {rule!r}: kept row {i!r} is not in [0, {n})")
+        kept[int(i)] = True
+    return Verdict(v.astype(np.float32), kept, ~kept, np.zeros(0), {"plugin": rule})
 
 
 def apply(
@@ -95,6 +124,9 @@ def apply(
     """
     check_precondition(rule, updates.shape[0], f)
     n = updates.shape[0]
+    plugin = None if rule in ALL_DEFENCES else plugins.get("aggregator", rule)
+    if plugin is not None:
+        return _from_plugin(rule, plugin.fn(updates, f), n, updates.shape[1])
     every = np.ones(n, dtype=bool)
     none = np.zeros(n, dtype=bool)
     if rule == "mean":

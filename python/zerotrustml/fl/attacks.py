@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import aggregators
+from zerotrustml import aggregators, plugins
 from zerotrustml.exceptions import NonFiniteError, ParameterError, ShapeError
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "IMAGE_TRIGGER_VALUE",
     "TABULAR_TRIGGER_VALUE",
     "AttackContext",
+    "attack_names",
     "craft",
     "poison_data",
     "add_trigger",
@@ -202,10 +203,23 @@ class AttackContext:
 # --------------------------------------------------------------------------- parameters
 
 
+def attack_names() -> tuple[str, ...]:
+    """The built-in attacks, then the registered plug-ins (:mod:`zerotrustml.plugins`)."""
+    return ATTACKS + plugins.names("attack")
+
+
 def _check_name(attack: object) -> str:
-    if not isinstance(attack, str) or attack not in ATTACKS:
-        raise ParameterError(f"attack: unknown name {attack!r}; choose one of {', '.join(ATTACKS)}")
+    if not isinstance(attack, str) or (attack not in ATTACKS and plugins.get("attack", attack) is None):
+        raise ParameterError(f"attack: unknown name {attack!r}; choose one of {', '.join(attack_names())}")
     return attack
+
+
+def _plugin_value(key: str, default: float | str, value: object) -> float | str:
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ParameterError(f"{key}: must be a string, got {value!r}")
+        return value
+    return _real(key, value)
 
 
 def _real(key: str, value: object) -> float:
@@ -289,14 +303,18 @@ def resolve_params(attack: str, params: Params) -> dict[str, Any]:
     """The attack's parameters: defaults overridden by ``params``, each checked."""
     if not isinstance(params, Mapping):
         raise ParameterError(f"params: expected a mapping, got {type(params).__name__}")
-    defaults = DEFAULT_PARAMS[attack]
+    plugin = None if attack in DEFAULT_PARAMS else plugins.get("attack", _check_name(attack))
+    defaults = DEFAULT_PARAMS[attack] if plugin is None else dict(plugin.params)
     for key in params:
         if key not in defaults:
             known = ", ".join(defaults) or "none"
             raise ParameterError(f"params: unknown parameter {key!r} for attack {attack!r}; known: {known}")
     out: dict[str, Any] = dict(defaults)
     for key, value in params.items():
-        out[key] = _CHECKS[key](f"{attack}.{key}", value)
+        if plugin is None:
+            out[key] = _CHECKS[key](f"{attack}.{key}", value)
+        else:
+            out[key] = _plugin_value(f"{attack}.{key}", plugin.params[key], value)
     if attack == "adaptive" and out["gamma_min"] >= out["gamma_max"]:
         raise ParameterError(f"adaptive.gamma_min: must be < gamma_max ({out['gamma_max']}), got {out['gamma_min']}")
     return out
@@ -601,6 +619,19 @@ def _as_rows(name: str, a: object) -> F64:
     return out
 
 
+def _from_plugin(name: str, raw: object, shape: tuple[int, int]) -> F32:
+    try:
+        arr = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ParameterError(f"attack plug-in {name!r}: did not return an array of numbers ({e})") from None
+    if arr.shape != shape:
+        raise ShapeError(f"attack plug-in {name!r}: must return shape (n_byzantine, d) = {shape}, got {arr.shape}")
+    out = arr.astype(np.float32)
+    if not (np.all(np.isfinite(arr)) and np.all(np.isfinite(out))):
+        raise NonFiniteError(f"attack plug-in {name!r}: returned non-finite values (or values beyond float32)")
+    return out
+
+
 def craft(attack: str, ctx: AttackContext) -> F32:
     """The updates the Byzantine nodes submit.
 
@@ -711,6 +742,9 @@ def craft(attack: str, ctx: AttackContext) -> F32:
         raise TypeError(f"rng: expected a numpy.random.Generator, got {type(ctx.rng).__name__}")
     if n_byz == 0:
         return np.zeros((0, d), dtype=np.float32)
+    plugin = None if name in ATTACKS else plugins.get("attack", name)
+    if plugin is not None:
+        return _from_plugin(name, plugin.fn(ctx, vals), (n_byz, d))
 
     colluding = bool(ctx.colluding)
     group = honest if colluding and honest is not None and honest.shape[0] > 0 else own

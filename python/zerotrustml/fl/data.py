@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from zerotrustml import plugins
 from zerotrustml.exceptions import ParameterError, ValidationError
 
 __all__ = [
@@ -660,6 +661,14 @@ def load_dataset(
     seed = _check_seed(seed)
     test_fraction = _check_test_fraction(test_fraction)
     is_emnist = name == "emnist" or (name.startswith("emnist-") and name[len("emnist-") :] in EMNIST_SPLITS)
+    plugin = None if name in DATASETS + PATH_DATASETS or is_emnist else plugins.get("dataset", name)
+    if plugin is not None:
+        if path is not None:
+            raise ParameterError(f"path: dataset plug-in {name!r} loads its own data and takes no path")
+        ds = plugin.fn(seed)
+        if not isinstance(ds, Dataset):
+            raise ParameterError(f"dataset plug-in {name!r}: must return a Dataset, got {type(ds).__name__}")
+        return ds
     if name not in DATASETS and name not in PATH_DATASETS and not is_emnist:
         raise _unknown_name(name)
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from zerotrustml import plugins
 from zerotrustml.exceptions import ParameterError, ShapeError
 
 __all__ = [
@@ -395,8 +396,10 @@ class MLP(_FlatModel):
 
 
 def available_models() -> tuple[str, ...]:
-    """:data:`MODELS`, then :data:`TORCH_MODELS` when torch is installed (found, not imported: that takes seconds)."""
-    return MODELS + TORCH_MODELS if importlib.util.find_spec("torch") is not None else MODELS
+    """:data:`MODELS`, then :data:`TORCH_MODELS` when torch is installed (found, not imported: that takes seconds),
+    then the registered plug-ins (:mod:`zerotrustml.plugins`)."""
+    builtin = MODELS + TORCH_MODELS if importlib.util.find_spec("torch") is not None else MODELS
+    return builtin + plugins.names("model")
 
 
 def make_model(
@@ -420,6 +423,13 @@ def make_model(
         Unknown name or option, a bad value, a torch name without torch, or
         ``"torch_cnn"`` without ``image_shape``.
     """
+    plugin = None if name in MODELS + TORCH_MODELS else plugins.get("model", name)
+    if plugin is not None:
+        model = plugin.fn(n_features, n_classes, image_shape=image_shape, **kw)
+        missing = [a for a in ("dims", "init", "loss_grad", "loss", "predict") if not hasattr(model, a)]
+        if missing:
+            raise ParameterError(f"model plug-in {name!r}: what it built lacks {', '.join(missing)} (see Model)")
+        return model  # type: ignore[no-any-return]
     if name in TORCH_MODELS:
         try:
             from zerotrustml.fl import models_torch

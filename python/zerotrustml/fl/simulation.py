@@ -25,6 +25,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import aggregators, defence
+from zerotrustml import aggregators, defence, plugins
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
@@ -44,10 +45,12 @@ from zerotrustml.backends.hotswap import HotSwapBackend, SwapError, SwapReport
 from zerotrustml.defence import committee, detection, pipeline, proofs
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.defence.reputation import ReputationLedger
-from zerotrustml.exceptions import ParameterError, SubmissionRejected
+from zerotrustml.exceptions import EmptyInputError, ParameterError, PreconditionError, SubmissionRejected
 from zerotrustml.fl import attacks, data, models, partition
 from zerotrustml.holochain.errors import ConductorError
 from zerotrustml.validation import ModelSpec, Submission, payload_hash
+
+log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 
@@ -134,8 +137,9 @@ class RunConfig:
             raise bad("momentum", f"must be in [0, 1) (got {self.momentum})")
         if self.assumed_f is not None and self.assumed_f < 0:
             raise bad("assumed_f", f"must be >= 0 (got {self.assumed_f})")
-        if self.attack not in attacks.ATTACKS:
-            raise bad("attack", f"unknown name {self.attack!r}; choose one of {', '.join(attacks.ATTACKS)}")
+        plugins.load_entry_points()  # installed packages' plug-ins, once
+        if self.attack not in attacks.attack_names():
+            raise bad("attack", f"unknown name {self.attack!r}; choose one of {', '.join(attacks.attack_names())}")
         resolved = attacks.resolve_params(self.attack, self.attack_params)
         for key, value in resolved.items():
             if isinstance(value, float) and not math.isfinite(value):
@@ -143,9 +147,14 @@ class RunConfig:
         target = resolved.get("target_index")
         if target is not None and target >= self.nodes - self.n_byzantine:
             raise bad("mimic.target_index", f"must be < {self.nodes - self.n_byzantine} (the honest nodes)")
-        if self.dataset not in data.DATASETS + data.PATH_DATASETS:
-            names = ", ".join(dict.fromkeys(data.DATASETS + data.PATH_DATASETS))
-            raise bad("dataset", f"unknown name {self.dataset!r}; choose one of {names}")
+        datasets = tuple(dict.fromkeys(data.DATASETS + data.PATH_DATASETS + plugins.names("dataset")))
+        if self.dataset not in datasets:
+            raise bad("dataset", f"unknown name {self.dataset!r}; choose one of {', '.join(datasets)}")
+        if self.dataset in data.PATH_DATASETS and self.dataset not in data.DATASETS and self.dataset_path is None:
+            raise bad(
+                "dataset_path",
+                f"dataset {self.dataset!r} is not bundled; pass dataset_path= the directory holding its files",
+            )
         if self.distribution not in partition.PARTITIONS:
             raise bad(
                 "distribution", f"unknown name {self.distribution!r}; choose one of {', '.join(partition.PARTITIONS)}"
@@ -262,6 +271,7 @@ class Simulation:
         self.metrics_path = Path(metrics_path) if metrics_path is not None else self.data_dir / "run.jsonl"
         self.on_round = on_round
         self.on_start = on_start  # called with the first round to run: 0, or where a stored run resumes
+        self.grown_from: int | None = None  # the stored run's rounds when this run extends it
 
     # -- setup -------------------------------------------------------------------------------------------------
     def _setup(self) -> _Setup:
@@ -335,6 +345,14 @@ class Simulation:
                 st, metrics = await self._round(backend, s, r, st, resuming=r == start and start > 0)
                 with self.metrics_path.open("a") as fh:
                     fh.write(json.dumps(metrics) + "\n")
+                log.debug(
+                    "round %d: accuracy %.4f (honest-only %.4f), flagged %s, %.0f ms",
+                    r + 1,
+                    metrics["accuracy"],
+                    metrics["honest_only_accuracy"],
+                    metrics.get("tp", 0) + metrics.get("fp", 0),
+                    metrics.get("round_ms") or 0.0,
+                )
                 if self.on_round is not None:
                     self.on_round(metrics)
             summary = self._summary(s, time.perf_counter() - t_start)
@@ -383,11 +401,25 @@ class Simulation:
     async def _resume_or_start(self, backend: Backend, s: _Setup) -> tuple[int, _State]:
         c = self.config
         held = await backend.get_meta("run")
-        if held is not None and held != c.to_json():
-            raise StoreError(
-                f"store {self.data_dir}: holds a run with other parameters; use another --data-dir "
-                "or the same parameters to resume it"
-            )
+        wanted = c.to_json()
+        if held is not None and held != wanted:
+            differ = [k for k in wanted if held.get(k) != wanted[k]] + sorted(set(held) - set(wanted))
+            if differ == ["rounds"] and isinstance(held["rounds"], int) and c.rounds > held["rounds"]:
+                # More rounds for a stored run: it goes on where it stopped, as if it had been started this long.
+                if not isinstance(backend, EmbeddedStore):
+                    raise StoreError(
+                        f"store {self.data_dir}: rounds: a run grows on the embedded store only "
+                        f"(its DNA properties fix max_round on a DHT); held {held['rounds']}, asked {c.rounds}"
+                    )
+                await backend.extend_max_round(c.rounds - 1)
+                await backend.put_meta("run", wanted)
+                self.grown_from = int(held["rounds"])
+            else:
+                parts = ", ".join(f"{k} {held.get(k)!r} (this run: {wanted.get(k)!r})" for k in differ)
+                raise StoreError(
+                    f"store {self.data_dir}: holds a run with other parameters: {parts}; use another --data-dir, "
+                    "or the same parameters to resume it (more --rounds extend a finished run)"
+                )
         await backend.set_model_spec(s.spec)
         if isinstance(backend, HolochainBackend):
             # Every node an agent of its own, registered with its node key.
@@ -636,7 +668,7 @@ class Simulation:
             f_eff = min(c.f, max(0, (len(ids) - 1) // 2))
             try:
                 verdict = defence.apply(c.aggregator, matrix, f_eff, center=st.previous, weights=weights)
-            except ValueError as e:  # too many rejections broke the rule's precondition this round
+            except (PreconditionError, EmptyInputError) as e:  # too many rejections broke the rule's precondition
                 evidence["aggregate_error"] = str(e)
                 verdict = defence.apply("median", matrix, 0)
             aggregate = verdict.vector
@@ -904,3 +936,76 @@ def _dht(backend: Backend) -> HolochainBackend | None:
 def run(config: RunConfig, data_dir: str | Path, **kw: Any) -> dict[str, Any]:
     """Run a simulation (see :class:`Simulation`) and return its summary."""
     return Simulation(config, data_dir, **kw).run()
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What :func:`simulate` returns: the run's summary and one metrics record per round.
+
+    ``summary`` is what ``zerotrustml run`` writes to ``run.json`` (final and honest-only accuracy, TPR/FPR,
+    timings, the parameters); ``rounds`` holds the per-round records of ``run.jsonl`` (accuracy, kept and
+    flagged nodes, timings). ``data_dir`` is the run's store, or ``None`` when it was a temporary one.
+    """
+
+    summary: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    data_dir: Path | None
+
+    @property
+    def final_accuracy(self) -> float:
+        return float(self.summary["final_accuracy"])
+
+    @property
+    def tpr(self) -> float | None:
+        value = self.summary.get("tpr")
+        return None if value is None else float(value)
+
+    @property
+    def fpr(self) -> float | None:
+        value = self.summary.get("fpr")
+        return None if value is None else float(value)
+
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def simulate(
+    config: RunConfig | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+    **options: Any,
+) -> SimulationResult:
+    """Run one simulated federation and return its summary and per-round records.
+
+    Options are :class:`RunConfig`'s fields, named as the CLI's flags with underscores::
+
+        result = zerotrustml.simulate(nodes=10, rounds=5, attack="alie", aggregator="multi_krum")
+        result.final_accuracy, result.tpr, result.rounds[-1]["flagged"]
+
+    or pass a ``config`` (and options to change in it). With ``data_dir`` the run is stored there (and a
+    directory holding the same run resumes it, as ``zerotrustml run --data-dir`` does); without, it runs in a
+    temporary directory that is removed afterwards. ``on_round`` is called with each round's record as it
+    completes.
+
+    Raises
+    ------
+    ParameterError
+        An unknown option, or a value the run cannot take (named as the option).
+    """
+    unknown = sorted(set(options) - set(_CONFIG_FIELDS))
+    if unknown:
+        raise ParameterError(f"{unknown[0]}: not an option of simulate(); the options are {', '.join(_CONFIG_FIELDS)}")
+    config = dataclasses.replace(config or RunConfig(), **options)
+    config.check()
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            import tempfile
+
+            where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ztml-simulate-")))
+        else:
+            where = Path(data_dir)
+        sim = Simulation(config, where, on_round=on_round)
+        summary = sim.run()
+        rounds = [json.loads(line) for line in sim.metrics_path.read_text().splitlines() if line.strip()]
+    return SimulationResult(summary=summary, rounds=rounds, data_dir=None if data_dir is None else where)
