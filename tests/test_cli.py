@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -365,3 +366,62 @@ def test_more_rounds_extend_a_finished_run_and_a_refusal_names_what_differs(tmp_
     assert rows(short) == rows(straight)  # extended = run that long from the start
     code, output = invoke("run", *FAST, "--rounds", "3", "--nodes", "9", "--data-dir", str(short))
     assert code == 1 and "nodes 8 (this run: 9), rounds 4 (this run: 3)" in " ".join(output.split())
+
+
+def test_plots_say_what_they_show(tmp_path: Path) -> None:
+    from zerotrustml.plot import run_title
+
+    args = ["--distribution", "dirichlet", "--alpha", "0.3", "--seed", "5", "--quiet"]
+    png = tmp_path / "backdoor.png"
+    code, output = invoke(
+        "run", *FAST, *args, "--attack", "backdoor", "--data-dir", str(tmp_path / "b"), "--plot", str(png)
+    )
+    assert code == 0, output
+    summary = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run_title(summary) == "synthetic dirichlet(alpha=0.3), softmax, 2/8 backdoor, pipeline, seed 5"
+
+    def width(path: Path) -> int:  # PNG IHDR: the width is the big-endian u32 at byte 16
+        return int.from_bytes(path.read_bytes()[16:20], "big")
+
+    plain = tmp_path / "plain.png"
+    assert invoke("run", *FAST, *args, "--data-dir", str(tmp_path / "p"), "--plot", str(plain))[0] == 0
+    assert width(png) == 1500 and width(plain) == 1000  # the backdoor success rate has a panel of its own
+
+
+def test_export_writes_the_trained_model(tmp_path: Path) -> None:
+    from zerotrustml.export import load_model_npz
+    from zerotrustml.fl.data import load_dataset
+    from zerotrustml.fl.models import make_model
+
+    d = tmp_path / "run"
+    assert invoke("run", *FAST, "--model", "mlp", "--data-dir", str(d), "--quiet")[0] == 0
+    code, output = invoke("export", str(d))
+    assert code == 0 and output.strip() == str(d / "model.npz")
+    flat, meta, parts = load_model_npz(d / "model.npz")
+    assert meta["model"] == "mlp" and meta["round"] == 1 and meta["run"]["nodes"] == 8
+    assert sorted(parts) == ["W1", "W2", "b1", "b2"] and flat.dtype == np.float32
+    ds = load_dataset("synthetic", seed=0)
+    model = make_model("mlp", ds.n_features, ds.n_classes)
+    # The exported model is the run's final model: it scores the run's final accuracy on the test split.
+    summary = json.loads((d / "run.json").read_text())
+    accuracy = float(np.mean(model.predict(flat, ds.x_test) == ds.y_test))
+    assert accuracy == pytest.approx(summary["final_accuracy"], abs=1e-9)
+    assert np.array_equal(model.flatten(parts), flat)
+
+    code, output = invoke("export", str(d), "--round", "0", "--out", str(tmp_path / "r0.npz"))
+    assert code == 0 and load_model_npz(tmp_path / "r0.npz")[1]["round"] == 0
+    code, output = invoke("export", str(d), "--round", "5")
+    assert code == 1 and "round: the store holds rounds 0-1, got 5" in output
+    code, output = invoke("export", str(tmp_path))
+    assert code == 1 and "not a run's data directory" in output
+
+
+def test_export_of_a_torch_model_loads_into_torch(tmp_path: Path) -> None:
+    import torch  # the torch extra is part of make test (never skipped)
+
+    d = tmp_path / "run"
+    assert invoke("run", *FAST, "--model", "torch_mlp", "--data-dir", str(d), "--quiet")[0] == 0
+    code, output = invoke("export", str(d))
+    assert code == 0 and output.split() == [str(d / "model.npz"), str(d / "model.pt")]
+    state = torch.load(d / "model.pt")
+    assert sorted(state) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]

@@ -300,7 +300,8 @@ def _resume_command(data_dir: Path) -> str:
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write a PNG of accuracy and TPR/FPR per round.",
+    help="Also write a PNG: accuracy against honest-only averaging, TPR/FPR, and the backdoor success rate "
+    "when there is one.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or table; print the summary path only.")
 @click.option(
@@ -450,7 +451,7 @@ def run(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2) + "\n")
         if plot_path is not None:
-            plot_mod.plot_run(metrics_path, plot_path, title=_title(summary))
+            plot_mod.plot_run(metrics_path, plot_path, title=plot_mod.run_title(summary))
     except (OSError, ValueError) as e:
         raise click.ClickException(f"the run finished and is stored in {data_dir}, but: {e}") from None
     if quiet:
@@ -562,15 +563,27 @@ def _load_run_file(ctx: click.Context, path: Path | None) -> Path | None:
     return path
 
 
-def _title(summary: dict[str, Any]) -> str:
+@main.command("export")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The .npz to write [default: DATA_DIR/model.npz]; a torch model's state_dict goes beside it (.pt).",
+)
+@click.option("--round", "round_", type=click.IntRange(min=0), default=None, help="[default: the last completed]")
+def export_cmd(data_dir: Path, out: Path | None, round_: int | None) -> None:
+    """Export a run's trained model: numpy .npz (named parts, flat params, metadata), and a torch state_dict."""
+    from zerotrustml.export import export_model
+
+    if out is not None:
+        _check_output(out, "--out")
     try:
-        p = summary["params"]
-        return (
-            f"{p['dataset']} {p['distribution']}, {summary['n_byzantine']}/{p['nodes']} {p['attack']}, "
-            f"{p['aggregator']}"
-        )
-    except (KeyError, TypeError):
-        return ""  # a summary from elsewhere: plot without a title
+        written = export_model(data_dir, out, round=round_)
+    except (ValidationError, StoreError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    for path in written:
+        click.echo(str(path))
 
 
 @main.command("plugins")
@@ -609,7 +622,7 @@ def plot(run_path: Path, out: Path | None) -> None:
         else:  # a data directory whose JSON lines are elsewhere: its store's round records
             out = out or run_path / "run.png"
             name = run_path.name
-        plot_mod.plot_run(rounds, out, title=_title(summary) if summary else name)
+        plot_mod.plot_run(rounds, out, title=plot_mod.run_title(summary) if summary else name)
     except (ValueError, OSError, StoreError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(str(out))

@@ -87,8 +87,26 @@ def rounds_from_store(data_dir: Path) -> tuple[list[dict[str, Any]], dict[str, A
     return rows, {"params": params, "n_byzantine": n_byzantine}
 
 
+def run_title(summary: dict[str, Any]) -> str:
+    """What a run was, in one line: data and split (alpha for Dirichlet), model, attack, defence, seed."""
+    try:
+        p = summary["params"]
+        split = f"dirichlet(alpha={p['alpha']:g})" if p["distribution"] == "dirichlet" else p["distribution"]
+        return (
+            f"{p['dataset']} {split}, {p['model']}, {summary['n_byzantine']}/{p['nodes']} {p['attack']}, "
+            f"{p['aggregator']}, seed {p['seed']}"
+        )
+    except (KeyError, TypeError, ValueError):
+        return ""  # a summary from elsewhere: plot without a title
+
+
 def plot_run(metrics: Path | list[dict[str, Any]], out: Path, *, title: str = "") -> Path:
-    """Write a two-panel PNG of the run's rounds (a JSON-lines path, or the rows themselves) to ``out``."""
+    """Write a PNG of the run's rounds (a JSON-lines path, or the rows themselves) to ``out``.
+
+    Panels: test accuracy of the defended model against honest-only averaging; detection (TPR, FPR); and,
+    for a backdoor run, the backdoor success rate on its own axis. Curves that coincide stay visible: each
+    has its own marker and width, the defended model drawn over the reference.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,19 +114,63 @@ def plot_run(metrics: Path | list[dict[str, Any]], out: Path, *, title: str = ""
 
     rows = load_rounds(metrics) if isinstance(metrics, Path) else metrics
     rounds = [r["round"] + 1 for r in rows]
-    fig, (acc_ax, det_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    acc_ax.plot(rounds, [r["accuracy"] for r in rows], label="defended model")
-    acc_ax.plot(rounds, [r["honest_only_accuracy"] for r in rows], "--", label="honest-only averaging")
-    if any(r.get("attack_success_rate") is not None for r in rows):
-        acc_ax.plot(rounds, [r.get("attack_success_rate") or 0.0 for r in rows], ":", label="backdoor success")
+    asr = [r.get("attack_success_rate") for r in rows]
+    panels = 3 if any(v is not None for v in asr) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
+    acc_ax, det_ax = axes[0], axes[1]
+    every = max(1, len(rounds) // 12)
+    acc_ax.plot(
+        rounds,
+        [r["honest_only_accuracy"] for r in rows],
+        "--",
+        color="tab:gray",
+        linewidth=3,
+        alpha=0.6,
+        label="honest-only averaging",
+        zorder=1,
+    )
+    acc_ax.plot(
+        rounds,
+        [r["accuracy"] for r in rows],
+        "-o",
+        color="tab:blue",
+        linewidth=1.5,
+        markersize=4,
+        markevery=every,
+        label="defended model",
+        zorder=2,
+    )
     acc_ax.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1), title="accuracy")
     acc_ax.legend(loc="lower right")
-    for key, style in (("tpr", "-"), ("fpr", "--")):
+    for key, style, colour in (("tpr", "-o", "tab:green"), ("fpr", "--s", "tab:red")):
         values = [r.get(key) for r in rows]
         if any(v is not None for v in values):
-            det_ax.plot(rounds, [float("nan") if v is None else v for v in values], style, label=key.upper())
-    det_ax.set(xlabel="round", ylabel="rate", ylim=(-0.02, 1.02), title="detection")
+            det_ax.plot(
+                rounds,
+                [float("nan") if v is None else v for v in values],
+                style,
+                color=colour,
+                markersize=4,
+                markevery=every,
+                label=key.upper(),
+            )
+    det_ax.set(xlabel="round", ylabel="rate", ylim=(-0.02, 1.02), title="detection (TPR, FPR)")
     det_ax.legend(loc="center right")
+    if panels == 3:
+        asr_ax = axes[2]
+        asr_ax.plot(
+            rounds,
+            [float("nan") if v is None else v for v in asr],
+            "-^",
+            color="tab:purple",
+            markersize=4,
+            markevery=every,
+        )
+        asr_ax.set(xlabel="round", ylabel="backdoor success rate", ylim=(-0.02, 1.02), title="backdoor")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     if title:
         fig.suptitle(title)
     out.parent.mkdir(parents=True, exist_ok=True)
