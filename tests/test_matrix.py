@@ -1,6 +1,6 @@
 """The attack matrix: cells, resume, n/a cells, the summary files and the `zerotrustml matrix` command.
 
-Runs the small preset (synthetic data, 8 nodes, 2 rounds, 6 cells of which 4
+Runs the small preset (synthetic data, 8 nodes, 2 rounds, 9 cells of which 7
 are runs and 2 are n/a) with one worker process.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from zerotrustml import cli as cli_mod
 from zerotrustml import defence
 from zerotrustml import matrix as mx
 from zerotrustml.cli import main
@@ -93,8 +94,8 @@ def test_run_matrix_records_every_cell_with_preconditions_as_na(
     out, result, events = small_run
     spec = mx.MatrixSpec.small()
     records = lines(out / mx.CELLS_FILE)
-    assert len(records) == len(spec.cells()) == 6
-    assert (result.total, result.ran, result.not_applicable, result.failed, result.reused) == (6, 4, 2, 0, 0)
+    assert len(records) == len(spec.cells()) == 9
+    assert (result.total, result.ran, result.not_applicable, result.failed, result.reused) == (9, 7, 2, 0, 0)
     settings = mx.defence_settings(spec.defence_config)
     assert {r["key"] for r in records} == {spec.key(c, settings) for c in spec.cells()}
     na = [r for r in records if r["status"] == "n/a"]
@@ -107,7 +108,7 @@ def test_run_matrix_records_every_cell_with_preconditions_as_na(
         assert r["accuracy_gap"] == pytest.approx(r["honest_only_accuracy"] - r["final_accuracy"])
     # The callback: one start call, then one per cell, counting up to the total.
     assert events[0].status == "start" and events[0].done == 0
-    assert [e.done for e in events[1:]] == list(range(1, 7)) and all(e.total == 6 for e in events)
+    assert [e.done for e in events[1:]] == list(range(1, 10)) and all(e.total == 9 for e in events)
     assert not (out / mx.ERRORS_FILE).exists()
 
 
@@ -116,8 +117,8 @@ def test_a_second_run_resumes_and_runs_nothing(small_run: tuple[Path, mx.MatrixR
     before = (out / mx.CELLS_FILE).read_text()
     events: list[mx.CellProgress] = []
     result = mx.run_matrix(mx.MatrixSpec.small(), out, workers=1, progress=events.append)
-    assert (result.ran, result.not_applicable, result.failed, result.reused) == (0, 0, 0, 6)
-    assert [e.status for e in events] == ["start"] and events[0].done == 6
+    assert (result.ran, result.not_applicable, result.failed, result.reused) == (0, 0, 0, 9)
+    assert [e.status for e in events] == ["start"] and events[0].done == 9
     assert (out / mx.CELLS_FILE).read_text() == before
 
 
@@ -133,7 +134,7 @@ def test_an_interrupted_matrix_reruns_only_the_missing_cells(
     # As a crash leaves it: a line cut short, with no newline.
     cells_path.write_text("".join(json.dumps(r) + "\n" for r in kept) + json.dumps(lost)[:40])
     result = mx.run_matrix(mx.MatrixSpec.small(), out, workers=1)
-    assert (result.ran, result.reused) == (1, 5)
+    assert (result.ran, result.reused) == (1, 8)
     # The cut line stays on its own line (skipped when read); every other line is a whole record.
     text = cells_path.read_text().splitlines()
     assert text.count(json.dumps(lost)[:40]) == 1
@@ -173,13 +174,13 @@ def test_summarise_writes_json_markdown_and_png(small_run: tuple[Path, mx.Matrix
         saved["counts"]
         == doc["counts"]
         == {
-            "total": 6,
-            "ok": 4,
+            "total": 9,
+            "ok": 7,
             "n/a": 2,
             "error": 0,
             "missing": 0,
-            "groups": 6,
-            "groups_complete": 6,
+            "groups": 9,
+            "groups_complete": 9,
         }
     )
     cells = {(c["attack_label"], c["defence"]): c for c in saved["cells"]}
@@ -191,10 +192,14 @@ def test_summarise_writes_json_markdown_and_png(small_run: tuple[Path, mx.Matrix
     assert flip["gap_points"] == pytest.approx(100 * (flip["honest_only_accuracy"] - flip["accuracy"]))
     assert cells[("none", "multi_krum")]["tpr"] is None  # no Byzantine node to find
     assert saved["report_seeds"] == list(spec.seeds) and saved["tuning_seeds"] == list(mx.TUNING_SEEDS)
-    assert [t["status"] for t in saved["targets"]] == ["NO DATA"] * 5  # the preset has no pipeline column
+    # The preset has a pipeline column, so its targets over attack cells have data (met or not); the
+    # Dirichlet(0.1) one has none, as the preset is IID only.
+    status = {t["name"]: t["status"] for t in saved["targets"]}
+    assert status["mean TPR over attack cells"] in ("PASS", "MISS")
+    assert status["Dirichlet(0.1) no attack: accuracy below plain mean"] == "NO DATA"
 
     md = (out / mx.MARKDOWN_FILE).read_text()
-    assert "| attack | fraction | multi_krum | bulyan |" in md
+    assert "| attack | fraction | multi_krum | bulyan | pipeline |" in md
     assert "| ipm(eps=100) | 0.3 |" in md and "n/a" in md
     assert "## Targets (issue 4) for `pipeline`" in md and "mean TPR over attack cells" in md
     assert [e["defence"] for e in saved["defences"]] == list(spec.defences)
@@ -263,16 +268,16 @@ def test_cli_small_matrix_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "m"
     code, output = invoke("matrix", "--small", "--out", str(out), "--workers", "1")
     assert code == 0, output
-    assert len(lines(out / mx.CELLS_FILE)) == 6
+    assert len(lines(out / mx.CELLS_FILE)) == 9
     for name in (mx.JSON_FILE, mx.MARKDOWN_FILE, mx.PNG_FILE):
         assert (out / name).exists() and str(out / name) in output.replace("\n", "")
     # Resume and summarise-only: nothing new runs, the summary is rewritten from the cells.
     code, output = invoke("matrix", "--small", "--out", str(out), "--workers", "1")
-    assert code == 0 and "0 run, 0 n/a, 6 reused" in output
+    assert code == 0 and "0 run, 0 n/a, 9 reused" in output
     (out / mx.JSON_FILE).unlink()
     code, output = invoke("matrix", "--summarise-only", "--out", str(out))
     assert code == 0, output
-    assert json.loads((out / mx.JSON_FILE).read_text())["counts"]["ok"] == 4
+    assert json.loads((out / mx.JSON_FILE).read_text())["counts"]["ok"] == 7
 
 
 @pytest.mark.parametrize(
@@ -305,3 +310,29 @@ def test_defence_settings_from_the_environment_are_part_of_the_key(monkeypatch: 
     after = mx.defence_settings(None)
     assert after != before
     assert spec.key(cell, before) != spec.key(cell, after)
+
+
+def test_another_configuration_keeps_its_report_apart(
+    small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]], tmp_path: Path
+) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(small_run[0], out)
+    before = (out / mx.MARKDOWN_FILE).read_text()
+    with pytest.raises(ParameterError, match=r"holds the report of another matrix \(rounds: 2 there, 3 here\)"):
+        mx.run_matrix(mx.MatrixSpec.small(rounds=3), out, workers=1)
+    with pytest.raises(ParameterError, match="another --out"):
+        mx.summarise(out, spec=mx.MatrixSpec.small(defences=("multi_krum",)))
+    assert (out / mx.MARKDOWN_FILE).read_text() == before  # nothing replaced
+    code, output = invoke("matrix", "--small", "--rounds", "3", "--out", str(out), "--workers", "1")
+    assert code == 1 and "holds the report of another matrix" in output
+    assert mx.pending_cells(mx.MatrixSpec.small(), out) == 0
+    assert mx.pending_cells(mx.MatrixSpec.small(rounds=3), tmp_path / "empty") == 9
+
+
+def test_a_large_matrix_asks_first(tmp_path: Path) -> None:
+    # The default matrix has thousands of cells: piped (no terminal to ask on), it wants --yes, and starts nothing.
+    code, output = invoke("matrix", "--out", str(tmp_path / "m"))
+    assert code == 2 and "cells are to run" in output and "pass --yes" in output
+    assert not (tmp_path / "m").exists()
+    spec = mx.MatrixSpec()
+    assert mx.pending_cells(spec, tmp_path / "m") == len(spec.cells()) > cli_mod.MATRIX_ASK_ABOVE

@@ -503,6 +503,8 @@ def _check_output(path: Path, flag: str) -> None:
         raise click.BadParameter(f"{path} is not writable", param_hint=flag)
 
 
+MATRIX_ASK_ABOVE = 200  # cells to run before `matrix` asks (or wants --yes)
+
 _FLAG_OF_FIELD = {"path": "--dataset-path", "params": "--attack-param", "attack_params": "--attack-param"}
 
 
@@ -788,7 +790,10 @@ def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str)
     default=None,
     help="Defence settings file for every run (the tuned parameters; .env-style or .json).",
 )
-@click.option("--small", is_flag=True, help="The test preset: synthetic data, 8 nodes, 2 rounds, 6 cells.")
+@click.option("--small", is_flag=True, help="The test preset: synthetic data, 8 nodes, 2 rounds, 9 cells.")
+@click.option(
+    "--yes", "-y", is_flag=True, help=f"Start without asking when more than {MATRIX_ASK_ABOVE} cells are to run."
+)
 @click.option(
     "--summarise-only",
     is_flag=True,
@@ -807,6 +812,7 @@ def matrix(
     distributions: str | None,
     defence_config: str | None,
     small: bool,
+    yes: bool,
     summarise_only: bool,
 ) -> None:
     """Sweep attacks x Byzantine fractions x distributions x defences x seeds.
@@ -857,8 +863,19 @@ def matrix(
     console = Console()
     failed = 0
     try:
+        if overrides or small or not summarise_only:
+            mx.check_report_is_ours(spec, out_dir)
         if not summarise_only:
             cells = spec.cells()
+            pending = mx.pending_cells(spec, out_dir)
+            if pending > MATRIX_ASK_ABOVE and not yes:
+                question = (
+                    f"{pending} of {len(cells)} cells are to run (each a full training run; the default matrix "
+                    "takes hours on two cores)"
+                )
+                if not sys.stdin.isatty():
+                    raise click.UsageError(f"{question}; pass --yes to start them, or narrow the options")
+                click.confirm(f"{question}. Start?", abort=True)
             console.print(
                 f"[bold]ZeroTrustML matrix[/]: {len(cells)} cells ({len(spec.attacks)} attacks x "
                 f"{len(spec.fractions)} fractions x {len(spec.distributions)} distributions x "
@@ -874,10 +891,15 @@ def matrix(
                 _Remaining(),
                 console=console,
             ) as bar:
-                task = bar.add_task("starting", total=len(cells))
+                task = bar.add_task("starting", total=pending)
+                reused: list[int] = []
 
                 def on_cell(event: mx.CellProgress) -> None:
-                    bar.update(task, completed=event.done, total=event.total, description=event.label or "starting")
+                    # Reused cells take no time: counting them would make the time left look shorter than it is.
+                    if not reused:
+                        reused.append(event.done)
+                    done, total = event.done - reused[0], event.total - reused[0]
+                    bar.update(task, completed=done, total=total, description=event.label or "starting")
 
                 try:
                     result = mx.run_matrix(spec, out_dir, workers=workers, progress=on_cell)

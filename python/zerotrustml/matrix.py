@@ -495,11 +495,11 @@ class MatrixSpec:
 
     @classmethod
     def small(cls, **overrides: Any) -> MatrixSpec:
-        """The test preset: synthetic data, 8 nodes, 2 rounds, 2 attacks, 1 fraction, IID, 2 defences, 1 seed.
+        """The test preset: synthetic data, 8 nodes, 2 rounds, 2 attacks, 1 fraction, IID, 3 defences, 1 seed.
 
-        Bulyan needs ``n >= 4f + 3``, which 8 nodes with 2 Byzantine break, so
-        its attack cells are ``n/a``: the preset covers that path too. With the
-        clean cells it has 6 cells, 4 of them runs.
+        The defences are Multi-Krum, Bulyan and the pipeline (so the targets table has data). Bulyan needs
+        ``n >= 4f + 3``, which 8 nodes with 2 Byzantine break, so its attack cells are ``n/a``: the preset
+        covers that path too. With the clean cells it has 9 cells, 7 of them runs.
 
         Parameters
         ----------
@@ -514,7 +514,7 @@ class MatrixSpec:
             "attacks": (AttackCase("sign_flip"), AttackCase("ipm", (("epsilon", 100.0),))),
             "fractions": (0.3,),
             "distributions": (("iid", None),),
-            "defences": ("multi_krum", "bulyan"),
+            "defences": ("multi_krum", "bulyan", PIPELINE),
             "seeds": (REPORT_SEEDS[0],),
             "nodes": 8,
             "rounds": 2,
@@ -871,6 +871,7 @@ def run_matrix(
     settings = defence_settings(spec.defence_config)
     t0 = time.perf_counter()
     out = Path(out_dir)
+    check_report_is_ours(spec, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / SPEC_FILE).write_text(json.dumps({**spec.to_json(), "defence_settings": settings}, indent=1) + "\n")
     cells_path, errors_path = out / CELLS_FILE, out / ERRORS_FILE
@@ -1304,6 +1305,37 @@ def _heatmap(spec: MatrixSpec, rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def check_report_is_ours(spec: MatrixSpec, out_dir: str | Path) -> None:
+    """Refuse to write ``spec``'s report over the report of another specification in ``out_dir``.
+
+    Cells of any specification can share ``cells.jsonl`` (each is keyed by its whole configuration), but
+    ``MATRIX.md``, ``matrix.json`` and ``matrix.png`` are one specification's report: another one goes to
+    another directory. Raises ``ParameterError`` naming the fields that differ.
+    """
+    spec_path = Path(out_dir) / SPEC_FILE
+    if not spec_path.exists():
+        return
+    try:
+        held = MatrixSpec.from_json(json.loads(spec_path.read_text())).to_json()
+    except (ValueError, KeyError, TypeError):
+        return  # an unreadable spec.json belongs to nobody; run_matrix rewrites it
+    mine = spec.to_json()
+    differ = [k for k in mine if held.get(k) != mine[k]]
+    if differ:
+        parts = "; ".join(f"{k}: {held.get(k)!r} there, {mine[k]!r} here" for k in differ)
+        raise ParameterError(
+            f"out: {out_dir} holds the report of another matrix ({parts}); give another --out, or the same "
+            "options to resume or summarise that one"
+        )
+
+
+def pending_cells(spec: MatrixSpec, out_dir: str | Path) -> int:
+    """How many of ``spec``'s cells are not in ``out_dir``'s ``cells.jsonl`` yet (what a run would start)."""
+    settings = defence_settings(spec.defence_config)
+    done = set(_finished(_read_jsonl(Path(out_dir) / CELLS_FILE)))
+    return len({spec.key(cell, settings) for cell in spec.cells()} - done)
+
+
 def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_defence: str = PIPELINE) -> dict[str, Any]:
     """Average the cells over seeds and write ``matrix.json``, ``MATRIX.md`` and ``matrix.png``.
 
@@ -1331,9 +1363,13 @@ def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_def
     ------
     FileNotFoundError
         No ``spec`` given and no ``spec.json`` in ``out_dir``.
+    ParameterError
+        ``spec`` is not the specification whose report ``out_dir`` holds (:func:`check_report_is_ours`).
     """
     out = Path(out_dir)
     spec_path = out / SPEC_FILE
+    if spec is not None:
+        check_report_is_ours(spec, out)
     saved: dict[str, Any] | None = json.loads(spec_path.read_text()) if spec_path.exists() else None
     if spec is None:
         if saved is None:
