@@ -14,7 +14,7 @@ import json
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conftest import exact_krum_scores
+from references import exact_krum_scores
 
 from zerotrustml import aggregators
 from zerotrustml.defence.config import DefenceConfig

@@ -5,7 +5,7 @@ Where the pinned definitions coincide with Flower's, the results must agree
 for the averaging rules). Where they differ, a test shows the difference.
 
 Flower takes ``results: list[tuple[NDArrays, int]]``; one layer of shape (d,)
-per client here (see ``conftest.flower_results``).
+per client here (see ``references.flower_results``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import exact_bulyan, exact_krum_index, exact_krum_scores, exact_sqdist, flower_results
 from numpy.testing import assert_allclose, assert_array_equal
+from references import exact_bulyan, exact_krum_index, exact_krum_scores, exact_sqdist, flower_results
 
 from zerotrustml import aggregators as agg
 

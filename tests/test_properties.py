@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import exact_bulyan, exact_krum_index, exact_krum_scores, exact_sqdist, in_hull
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
+from references import exact_bulyan, exact_krum_index, exact_krum_scores, exact_sqdist, in_hull
 
 from zerotrustml import aggregators as agg
 
