@@ -29,7 +29,7 @@ ENV PATH=/usr/local/go/bin:$PATH \
     ZTML_CACHE=/opt/zerotrustml-cache
 
 # Python 3.11 is bookworm's python3; build-essential, perl, make and
-# pkg-config are what the Holochain build needs (TOOLCHAIN.md).
+# pkg-config are what the Holochain build needs (docs/HOLOCHAIN.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3 python3-venv python3-dev build-essential perl make pkg-config \

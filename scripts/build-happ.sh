@@ -50,13 +50,13 @@ elif rustup target add "$TARGET" >&2 2>/dev/null; then
   log "installed rustup target $TARGET"
 elif [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ]; then
   # Debian's rustc-web toolchain without a prebuilt wasm std: build std
-  # ourselves (see TOOLCHAIN.md).
+  # ourselves (docs/HOLOCHAIN.md, "Zomes to wasm").
   log "no rustup $TARGET; using Debian rustc-web with -Zbuild-std"
   export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
   cargo_cmd=(/usr/bin/cargo)
   build_std=(-Zbuild-std=std,panic_abort)
 else
-  log "no $TARGET target: run 'rustup target add $TARGET' or install rustc-web cargo-web rust-web-src lld-22 (TOOLCHAIN.md)"
+  log "no $TARGET target: run 'rustup target add $TARGET' or install rustc-web cargo-web rust-web-src lld-22 (docs/HOLOCHAIN.md)"
   exit 1
 fi
 
