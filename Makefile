@@ -24,7 +24,7 @@ $(VENV)/.deps: pyproject.toml
 # The test extra: test, lint and benchmark tools (Flower is the peer the tests and benchmarks compare with;
 # Sybil runs the examples in README.md and docs/ as tests).
 $(VENV)/.deps-test: $(VENV)/.deps
-	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr==1.42.0" "mypy>=1.10" "ruff>=0.5" "sybil>=10,<11"
+	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr[simulation]==1.42.0" "mypy>=1.10" "ruff>=0.5" "sybil>=10,<11"
 	touch $@
 
 # The torch extra (torch_mlp, torch_cnn) for the tests only: the PyPI wheel brings CUDA libraries (~5 GB).

@@ -14,7 +14,9 @@ The package has three wings above that core face (``aggregators``,
 ``zerotrustml.backends``
     the stores a run writes to.
 
-``zerotrustml.plugins`` registers a user's own attacks, aggregation rules,
+``zerotrustml.flower`` (with the ``flower`` extra) is a Flower strategy that
+aggregates with these rules; ``zerotrustml.export`` takes a trained model
+out of a run's store. ``zerotrustml.plugins`` registers a user's own attacks, aggregation rules,
 models and datasets by name across the wings (from Python or through the
 ``zerotrustml.plugins`` entry point group).
 

@@ -223,6 +223,25 @@ class PipelineVerdict:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+def trusted_mean(
+    rows: F32, example_counts: Sequence[int], reputations: Sequence[float], config: DefenceConfig
+) -> tuple[F32, list[int]]:
+    """The pipeline's last stage: the kept rows' mean, weighted by reputation x capped example count, each row
+    clipped to ``aggregation_clip`` times the median row norm. Returns the vector and the clipped row indices."""
+    weights = aggregators.example_weights(list(example_counts), COUNT_CAP) * np.asarray(reputations, np.float64)
+    clipped: list[int] = []
+    if config.aggregation_clip > 0:
+        # Whatever slipped through moves the average by at most its clipped length: a bound on the
+        # damage of an update built to pass every test, at little cost to honest ones of typical size.
+        norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+        bound = config.aggregation_clip * float(np.median(norms))
+        factors = np.where(norms > bound, bound / np.maximum(norms, 1e-300), 1.0)
+        rows = (rows * factors[:, None]).astype(np.float32)
+        clipped = [j for j, fct in enumerate(factors.tolist()) if fct < 1.0]
+    vector = aggregators.mean(rows, weights=weights if weights.sum() > 0 else None).vector.astype(np.float32)
+    return vector, clipped
+
+
 def run_round(
     round: int,
     submissions: Sequence[Submission],
@@ -358,19 +377,15 @@ def run_round(
     # 5. Aggregate the kept updates, weighted by reputation x capped example count.
     kept = [i for i in range(n) if not flagged[i]]
     if kept:
-        counts = aggregators.example_weights([submissions[i].example_count for i in kept], COUNT_CAP)
-        rep = np.array([ledger.score(ids[i]) for i in kept], dtype=np.float64)
-        weights = counts * rep
         rows = np.stack([np.asarray(submissions[i].values, dtype=np.float32) for i in kept])
+        vector, clipped = trusted_mean(
+            rows,
+            [submissions[i].example_count for i in kept],
+            [ledger.score(ids[i]) for i in kept],
+            config,
+        )
         if config.aggregation_clip > 0:
-            # Whatever slipped through moves the average by at most its clipped length: a bound on the
-            # damage of an update built to pass every test, at little cost to honest ones of typical size.
-            norms = np.linalg.norm(rows.astype(np.float64), axis=1)
-            bound = config.aggregation_clip * float(np.median(norms))
-            factors = np.where(norms > bound, bound / np.maximum(norms, 1e-300), 1.0)
-            rows = (rows * factors[:, None]).astype(np.float32)
-            evidence["clipped"] = [ids[i] for i, fct in zip(kept, factors, strict=True) if fct < 1.0]
-        vector = aggregators.mean(rows, weights=weights if weights.sum() > 0 else None).vector.astype(np.float32)
+            evidence["clipped"] = [ids[kept[j]] for j in clipped]
     else:
         dims = int(np.asarray(submissions[0].values).shape[0]) if submissions else 0
         vector = np.zeros(dims, dtype=np.float32)  # nothing trusted: no step this round
