@@ -1,4 +1,4 @@
-"""Run the README's results grid and write it into README.md, docs/RESULTS.md and results/.
+"""Run the user guide's results grid and write it into docs/GUIDE.md, docs/RESULTS.md and results/.
 
 The grid: no attack, sign flip at 0.3, ALIE at 0.4; IID and Dirichlet(0.1);
 mean, Krum, Multi-Krum, median and trimmed mean; the default scenario
@@ -128,9 +128,9 @@ def main() -> int:
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "readme_runs.json").write_text(json.dumps(rows, indent=1) + "\n")
     (ROOT / "docs" / "RESULTS.md").write_text("# Results of the default simulator\n\n" + body)
-    replace_block(ROOT / "README.md", START, END, body)
+    replace_block(ROOT / "docs" / "GUIDE.md", START, END, body)
     log.info(
-        "%d runs in %.0f s; wrote README.md, docs/RESULTS.md, results/readme_runs.json",
+        "%d runs in %.0f s; wrote docs/GUIDE.md, docs/RESULTS.md, results/readme_runs.json",
         len(rows),
         time.perf_counter() - t0,
     )

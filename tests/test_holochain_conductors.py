@@ -424,9 +424,9 @@ def test_a_forked_chain_counts_for_nothing() -> None:
     asyncio.run(go())
 
 
-def test_the_readme_conductor_example_runs_as_written(tmp_path: Path) -> None:
-    # README.md's LocalNetwork example is skipped by the docs tests (it starts conductors); it runs here, as pasted.
-    text = (ROOT / "README.md").read_text()
+def test_the_guide_conductor_example_runs_as_written(tmp_path: Path) -> None:
+    # docs/GUIDE.md's LocalNetwork example is skipped by the docs tests (it starts conductors); it runs here, as pasted.
+    text = (ROOT / "docs" / "GUIDE.md").read_text()
     after = text.split("**From Python**, the conductor client is `zerotrustml.holochain`:", 1)[1]
     block = after.split("```python\n", 1)[1].split("```\n", 1)[0]
     proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
