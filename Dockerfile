@@ -3,7 +3,7 @@
 # crates.io by scripts/install-holochain.sh (webrtc/go-pion transport).
 #
 #   docker build -t zerotrustml-dev .     # first build about 1 h on 2 cores (the Holochain layer)
-#   docker run --rm zerotrustml-dev       # runs `make test`
+#   docker run --rm zerotrustml-dev       # runs `make test` (everything it needs is in the image)
 #   docker run --rm -it zerotrustml-dev bash
 #
 # Why crates.io and not Nix + Holonix (see flake.nix): this is the recipe that
@@ -14,13 +14,13 @@
 # the install script, so source edits do not rebuild it.
 
 FROM golang:1.26-bookworm AS go
-FROM node:20-bookworm-slim AS node
+FROM node:22-bookworm-slim AS node
 
 FROM rust:1.95-bookworm
 
 # Go >= 1.24 builds the tx5 go-pion transport (vendored, no downloads).
 COPY --from=go /usr/local/go /usr/local/go
-# Node 20 (>= 20.19) for the tryorama tests.
+# Node 22 (maintained LTS; tryorama needs >= 20.19).
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
@@ -37,29 +37,34 @@ RUN apt-get update \
  && rustup target add wasm32-unknown-unknown \
  && rustup component add clippy rustfmt
 
+# Nothing below runs as root: a user of its own owns the sources, the caches and the Rust toolchain (cargo
+# writes its registry under CARGO_HOME).
+RUN useradd --create-home --uid 1000 ztml \
+ && mkdir -p /src "$ZTML_CACHE" \
+ && chown -R ztml:ztml /src "$ZTML_CACHE" "$CARGO_HOME" "$RUSTUP_HOME"
+USER ztml
 WORKDIR /src
 
-# Holochain, hc and the bootstrap server into $ZTML_CACHE (the long step).
-COPY scripts/install-holochain.sh scripts/install-holochain.sh
+# Each layer below depends only on the files it copies, so a source edit rebuilds only the last ones.
+# 1. Holochain, hc and the bootstrap server into $ZTML_CACHE (the long step).
+COPY --chown=ztml:ztml scripts/install-holochain.sh scripts/install-holochain.sh
 RUN bash scripts/install-holochain.sh \
  && rm -rf "$ZTML_CACHE"/cargo-target-holochain-* "$CARGO_HOME"/registry/src
 
-# The repository, listed explicitly so that host build outputs (target/,
-# .venv/, node_modules/) stay out; a new top-level directory needs a line here.
-COPY Cargo.toml Cargo.lock Makefile pyproject.toml rustfmt.toml README.md ./
-COPY crates crates
-COPY python python
-COPY tests tests
-COPY benchmarks benchmarks
-COPY scripts scripts
-COPY zomes zomes
-COPY dnas dnas
-COPY workdir/happ.yaml workdir/happ.yaml
-COPY docs docs
-COPY results results
-COPY tryorama/package.json tryorama/package-lock.json tryorama/tsconfig.json tryorama/vitest.config.ts tryorama/
-COPY tryorama/src tryorama/src
-# A host-built Python extension must not shadow the one `make build` makes.
-RUN find python -name '*.so' -delete
+# 2. Python: the runtime, test and torch extras into .venv (make's stamps record them, so `make test` does
+#    not install them again).
+COPY --chown=ztml:ztml Makefile pyproject.toml ./
+RUN make .venv/.deps-torch
+
+# 3. tryorama's npm modules, from the lock.
+COPY --chown=ztml:ztml tryorama/package.json tryorama/package-lock.json tryorama/
+RUN cd tryorama && npm ci --no-audit --no-fund && touch node_modules/.npm-ci.stamp
+
+# 4. The repository (.dockerignore keeps host build outputs out), then the Rust extension and the hApp.
+COPY --chown=ztml:ztml . .
+# The stamps go last: step 4 copied their inputs again, with the same contents.
+RUN find python -name '*.so' -delete \
+ && touch .venv/.deps .venv/.deps-test .venv/.deps-torch tryorama/node_modules/.npm-ci.stamp \
+ && make build happ
 
 CMD ["make", "test"]

@@ -11,8 +11,12 @@
   # `nix develop` compiles them (about an hour on 2 cores).
   description = "ZeroTrustML: Holonix 0.6 dev shell (Holochain 0.6.3, webrtc transport)";
 
+  # Holonix pinned to a commit of its main-0.6 branch (2026-07-22; Holochain 0.6.3, kitsune2 0.4.1, Lair
+  # 0.6.3), so the versions below cannot move under the shell hook. A flake.lock is not committed: it could not
+  # be made or checked where this project is built (no Nix there); `nix develop` writes it on first use, and
+  # the pinned commit fixes every input it records (Holonix's own lock pins the rest).
   inputs = {
-    holonix.url = "github:holochain/holonix?ref=main-0.6";
+    holonix.url = "github:holochain/holonix/21d3a9f3eb1d7a533fc816ab53825f3ef35b0007";
     nixpkgs.follows = "holonix/nixpkgs";
     flake-parts.follows = "holonix/flake-parts";
   };
@@ -73,7 +77,7 @@
             hn-introspect
             rust # Rust 1.94 with the wasm32-unknown-unknown target, clippy, rustfmt
           ]) ++ (with pkgs; [
-            nodejs_20 # tryorama tests (npm ci, vitest)
+            nodejs_24 # tryorama tests (npm ci, vitest); Node 20 is marked insecure in current nixpkgs
             python311 # .venv for the Python package and scripts/sync-proof.py
             maturin
           ]);
@@ -83,6 +87,13 @@
           # binaries; point that cache at the Nix builds above so nothing is
           # compiled from crates.io. HC_BIN_DIR is read by the other scripts.
           shellHook = ''
+            # pip's wheels (numpy, torch, ruff) link the system libstdc++, which a Nix shell does not put on
+            # the library path.
+            export LD_LIBRARY_PATH="${pkgs.lib.makeLibraryPath [ pkgs.stdenv.cc.cc.lib pkgs.zlib ]}''${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            case "$(${holochain}/bin/holochain --version)" in
+              *0.6.3*) ;;
+              *) echo "flake.nix: Holonix's holochain is not 0.6.3; update the cache path below" >&2 ;;
+            esac
             export ZTML_CACHE="''${XDG_CACHE_HOME:-$HOME/.cache}/zerotrustml-nix"
             export HC_BIN_DIR="$ZTML_CACHE/holochain-0.6.3-k2-0.4.1-gopion/bin"
             mkdir -p "$HC_BIN_DIR"
