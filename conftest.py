@@ -46,12 +46,20 @@ def _run_file(example: Example) -> str | None:
 
 
 def _setup(namespace: dict[str, Any]) -> None:
+    from zerotrustml import plugins
+
+    namespace["_plugins_before"] = {(p.kind, p.name) for p in plugins.registered()}
     namespace["cwd"] = tempfile.mkdtemp(prefix="ztml-docs-")
     namespace["_old_cwd"] = os.getcwd()
     os.chdir(namespace["cwd"])
 
 
 def _teardown(namespace: dict[str, Any]) -> None:
+    from zerotrustml import plugins
+
+    for p in plugins.registered():  # a document's plug-ins are its own: the next document may use the same names
+        if (p.kind, p.name) not in namespace["_plugins_before"]:
+            plugins.unregister(p.kind, p.name)
     os.chdir(namespace["_old_cwd"])
     shutil.rmtree(namespace["cwd"], ignore_errors=True)
 

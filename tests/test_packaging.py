@@ -30,3 +30,24 @@ def test_make_run_installs_the_runtime_and_nothing_for_tests() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run: build ##", makefile, re.MULTILINE)
     assert re.search(r"^build: \$\(VENV\)/\.deps ##", makefile, re.MULTILINE)
+
+
+def test_the_container_and_the_nix_shell_keep_their_promises() -> None:
+    # Neither Docker nor Nix runs on the machines this project is built on; what can be read is checked here.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    steps = [line.split()[0] for line in dockerfile.splitlines() if line and not line.startswith((" ", "#"))]
+    assert "USER" in steps and steps.index("USER") < steps.index("CMD")
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+    # Everything `make test` installs is installed at build time (the stamps make skips), before the sources.
+    assert dockerfile.index("make .venv/.deps-torch") < dockerfile.index("COPY --chown=ztml:ztml . .")
+    assert "npm ci" in dockerfile and "make build happ" in dockerfile
+    assert "node:20" not in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"target/", ".venv/", "tryorama/node_modules/", ".git"} <= set(ignored)
+    flake = (ROOT / "flake.nix").read_text()
+    assert re.search(r'holonix\.url = "github:holochain/holonix/[0-9a-f]{40}"', flake)  # pinned, not floating
+    assert "nodejs_20" not in flake and "LD_LIBRARY_PATH" in flake
+    # Nothing the project ships points outside the repository.
+    for path in [*ROOT.glob("docs/*.md"), ROOT / "README.md", ROOT / "Dockerfile", *ROOT.glob("scripts/*")]:
+        text = path.read_text()
+        assert "../shared" not in text and "TOOLCHAIN.md" not in text, path
