@@ -37,15 +37,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from zerotrustml import aggregators, defence, plugins
+from zerotrustml import defence, plugins
 from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, open_backend
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
 from zerotrustml.backends.hotswap import HotSwapBackend, SwapError, SwapReport
 from zerotrustml.defence import committee, detection, pipeline, proofs
 from zerotrustml.defence.config import DefenceConfig
+from zerotrustml.defence.decision import RoundDecision, decide_round
 from zerotrustml.defence.reputation import ReputationLedger
-from zerotrustml.exceptions import EmptyInputError, ParameterError, PreconditionError, SubmissionRejected
+from zerotrustml.exceptions import ParameterError, SubmissionRejected
 from zerotrustml.fl import attacks, data, models, partition
 from zerotrustml.holochain.errors import ConductorError
 from zerotrustml.validation import ModelSpec, Submission, payload_hash
@@ -220,17 +221,6 @@ class _Setup:
     defence_config: DefenceConfig
     keys: dict[str, Any]
     ring: proofs.KeyRing
-
-
-@dataclass
-class _Decision:
-    """One agent's result of a round."""
-
-    aggregate: F32
-    kept: list[str]
-    flagged: set[str]
-    evidence: dict[str, Any]
-    ledger: dict[str, Any] | None
 
 
 class Simulation:
@@ -629,56 +619,24 @@ class Simulation:
         stored: Sequence[Submission],
         rejected: Mapping[str, str],
         votes: pipeline.VoteSource,
-    ) -> _Decision:
+    ) -> RoundDecision:
         """The round's result from what one agent holds: the defence sees node ids, payloads, proofs and votes."""
         c = self.config
-        ids = [sub.node_id for sub in stored]
-        flagged_ids = set(rejected)
-        kept_ids: list[str] = []
-        evidence: dict[str, Any] = {"rejected": dict(rejected)}
-        ledger_state = st.ledger
-        if ids and c.aggregator == "pipeline":
-            ledger = (
-                ReputationLedger(s.defence_config)
-                if st.ledger is None
-                else ReputationLedger.from_state(s.defence_config, st.ledger)
-            )
-            pv = pipeline.run_round(
-                r,
-                stored,
-                config=s.defence_config,
-                keys=s.ring,
-                ledger=ledger,
-                votes=votes,
-                seed=c.seed,
-                f=c.f,
-                previous=st.previous,
-                seen_nonces=set(),
-                committee_rate=pipeline.lottery_rate(s.defence_config, c.nodes),
-            )
-            ledger_state = ledger.state()
-            aggregate = pv.vector
-            kept_ids = pv.kept
-            flagged_ids |= set(pv.flagged)
-            evidence.update(pv.evidence)
-        elif ids:
-            matrix = np.stack([np.asarray(sub.values, dtype=np.float32) for sub in stored])
-            # Claimed counts weigh at most DEFAULT_EXAMPLE_CAP times the median (the DHT's validators agree).
-            weights = aggregators.example_weights([sub.example_count for sub in stored])
-            f_eff = min(c.f, max(0, (len(ids) - 1) // 2))
-            try:
-                verdict = defence.apply(c.aggregator, matrix, f_eff, center=st.previous, weights=weights)
-            except (PreconditionError, EmptyInputError) as e:  # too many rejections broke the rule's precondition
-                evidence["aggregate_error"] = str(e)
-                verdict = defence.apply("median", matrix, 0)
-            aggregate = verdict.vector
-            kept_ids = [nid for nid, k in zip(ids, verdict.kept, strict=True) if k]
-            flagged_ids |= {nid for nid, fl in zip(ids, verdict.flagged, strict=True) if fl}
-            evidence.update(verdict.evidence)
-            evidence["scores"] = {nid: float(v) for nid, v in zip(ids, verdict.scores, strict=False)}
-        else:
-            aggregate = np.zeros_like(st.theta)
-        return _Decision(np.asarray(aggregate, dtype=np.float32), kept_ids, flagged_ids, evidence, ledger_state)
+        return decide_round(
+            r,
+            stored,
+            rejected,
+            aggregator=c.aggregator,
+            f=c.f,
+            seed=c.seed,
+            dims=int(st.theta.shape[0]),
+            defence_config=s.defence_config,
+            keys=s.ring,
+            ledger=st.ledger,
+            previous=st.previous,
+            votes=votes,
+            federation_size=c.nodes,
+        )
 
     async def _decide_on_dht(
         self,
@@ -689,7 +647,7 @@ class Simulation:
         rejected: Mapping[str, str],
         times: dict[str, float],
         unreachable: Mapping[str, str],
-    ) -> tuple[_Decision, list[Submission]]:
+    ) -> tuple[RoundDecision, list[Submission]]:
         """No central server: every honest agent reads the round through its own conductor and decides.
 
         The first honest agent (by id) publishes the committee's votes it reads back; every honest agent then
@@ -725,7 +683,7 @@ class Simulation:
             await backend.publish_votes(r, cast)
         times["votes"] = time.perf_counter() - t0
 
-        async def decide(view_node: str) -> tuple[_Decision, list[Submission], list[str]]:
+        async def decide(view_node: str) -> tuple[RoundDecision, list[Submission], list[str]]:
             view = backend.view(view_node)
             held, lost = (stored, missing) if view_node == honest[0] else await view.await_round(r, expected)
             # The round's input set is the federation's expected submissions: a stranger's entry, or one that
