@@ -84,7 +84,11 @@ test-tryorama: happ $(TRYORAMA_STAMP) ## tryorama (TypeScript): 3-5 agents on re
 	  test -x "$$bin/holochain" -a -x "$$bin/hc" -a -x "$$bin/kitsune2-bootstrap-srv" \
 	    || { echo "holochain binaries not found in '$$bin'" >&2; exit 1; }; \
 	  echo "holochain binaries: $$bin"; \
-	  cd tryorama && PATH="$$bin:$$PATH" npx vitest run
+	  cd tryorama && log=$$(mktemp) && trap 'rm -f "$$log"' EXIT; \
+	  PATH="$$bin:$$PATH" npx vitest run 2>&1 | tee "$$log"; rc=$${PIPESTATUS[0]}; \
+	  if [ "$$rc" != 0 ]; then echo "tryorama failed; the errors and fresh starts:"; \
+	    grep -a -E '^\[ztml\] (network|DHT)|(Error|DhtNotInSync): ' "$$log" | cut -c1-600 | tail -n 8; fi; \
+	  exit $$rc
 
 bench: build $(VENV)/.deps-test ## benchmark the kernels against numpy, Flower and the hardware floor
 	$(PY) benchmarks/aggregators.py

@@ -8,7 +8,7 @@ export default defineConfig({
     include: ["src/**/*.test.ts"],
     // Works around an unhandled EPIPE in tryorama 0.19's conductor setup (see src/setup.ts).
     setupFiles: ["src/setup.ts"],
-    testTimeout: 420_000,
+    testTimeout: 600_000,
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     fileParallelism: false,

@@ -16,8 +16,8 @@
 // Rust structs: `Vec<f32>` as float32, hashes as 39-byte binaries, 32-byte
 // digests as binaries.
 
-import type { ActionHash, AgentPubKey, EntryHash, Signal } from "@holochain/client";
-import { dhtSync, runScenario, type CallableCell, type PlayerApp, type Scenario } from "@holochain/tryorama";
+import type { ActionHash, AgentPubKey, DhtOp, EntryHash, Signal } from "@holochain/client";
+import { addAllAgentsToAllConductors, areDhtsSynced, runScenario, type CallableCell, type PlayerApp, type Scenario } from "@holochain/tryorama";
 import { createHash, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
@@ -36,7 +36,7 @@ export const ROLE = "zerotrustml";
 export const ZOME = "gradients";
 
 /** Upper bound for gossip to settle between the conductors of one test. */
-export const DHT_SYNC_TIMEOUT_MS = 120_000;
+export const DHT_SYNC_TIMEOUT_MS = 90_000;
 /** Per-request timeout of the admin and app websockets. */
 export const REQUEST_TIMEOUT_MS = 90_000;
 
@@ -71,8 +71,12 @@ export const CONNECT_TIMEOUT_MS = 75_000;
  *
  * The body runs only once every agent reads every agent's join link through
  * the network. Now and then a conductor's transport never reaches the
- * others; such a network gets one fresh start (new conductors, new seed)
- * before the test fails, naming how many agents each conductor could see.
+ * others, or gossip between two of them stalls for minutes (`syncAll`'s
+ * `DhtNotInSync`); such a network gets one fresh start (new conductors, new
+ * seed, the body from its beginning) before the test fails, naming how many
+ * agents each conductor could see or what each one held. A fresh start is
+ * written to stderr, so it shows in the log of a passing run. Any other
+ * error of the body fails the test at once.
  */
 export async function runWithAgents(
   n: number,
@@ -81,6 +85,7 @@ export async function runWithAgents(
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     let seen: number[] = [];
+    let stalled: DhtNotInSync | undefined;
     await runScenario(
       async (scenario) => {
         const players = await timed(`${n} conductors started, hApp installed`, () =>
@@ -93,11 +98,21 @@ export async function runWithAgents(
         await scenario.shareAllAgents();
         await Promise.all(players.map((p) => getModelProperties(cellOf(p))));
         seen = await timed(`${n} agents connected`, () => awaitConnected(players, scenario, CONNECT_TIMEOUT_MS));
-        if (seen.every((count) => count === n)) await body(players, scenario);
+        if (!seen.every((count) => count === n)) return;
+        try {
+          await body(players, scenario);
+        } catch (e) {
+          if (!(e instanceof DhtNotInSync) || attempt >= 2) throw e;
+          stalled = e;
+        }
       },
       true,
       { timeout: REQUEST_TIMEOUT_MS },
     );
+    if (stalled) {
+      process.stderr.write(`[ztml] ${stalled.message}: one fresh start\n`);
+      continue;
+    }
     if (seen.every((count) => count === n)) return;
     const counts = seen.map((count, i) => `conductor ${i}: ${count}`).join(", ");
     if (attempt >= 2) {
@@ -144,11 +159,61 @@ export function cellOf(player: PlayerApp): CallableCell {
   return cell;
 }
 
-/** Waits until every player's conductor has integrated the same DHT ops. */
+/** How often `syncAll` hands every conductor the others' peer infos again while ops are missing. */
+export const RESHARE_EVERY_MS = 15_000;
+
+/**
+ * Waits until every player's conductor has integrated the same DHT ops, with
+ * nothing left in its integration or validation limbo (tryorama's
+ * `areDhtsSynced`). While they differ, every conductor gets the others' peer
+ * infos again every `RESHARE_EVERY_MS`: now and then a conductor's transport
+ * to another drops and gossip between the two stops until it learns the peer
+ * again. After `DHT_SYNC_TIMEOUT_MS` it fails with what each conductor holds,
+ * including the kinds of the ops stuck in its limbos.
+ */
 export async function syncAll(players: PlayerApp[]): Promise<void> {
-  await timed(`dhtSync of ${players.length} agents`, () =>
-    dhtSync(players, cellOf(players[0]).cell_id[0], 500, DHT_SYNC_TIMEOUT_MS),
+  const dna = cellOf(players[0]).cell_id[0];
+  await timed(`dhtSync of ${players.length} agents`, async () => {
+    const start = performance.now();
+    let shared = start;
+    for (;;) {
+      if (await areDhtsSynced(players, dna)) return;
+      const now = performance.now();
+      if (now - start > DHT_SYNC_TIMEOUT_MS) {
+        throw new DhtNotInSync(`DHT not in sync after ${DHT_SYNC_TIMEOUT_MS / 1000} s: ${await dhtStates(players)}`);
+      }
+      if (now - shared > RESHARE_EVERY_MS) {
+        process.stderr.write(`[ztml] DHT not in sync after ${((now - start) / 1000).toFixed(0)} s: ${await dhtStates(players)}; peer infos shared again\n`);
+        await addAllAgentsToAllConductors(players.map((p) => p.conductor));
+        shared = now;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  });
+}
+
+/** Gossip did not bring the conductors to the same DHT state in time (see `syncAll`). */
+export class DhtNotInSync extends Error {
+  override name = "DhtNotInSync";
+}
+
+/** Per conductor: integrated ops, and the kinds of the ops in its integration and validation limbos. */
+async function dhtStates(players: PlayerApp[]): Promise<string> {
+  const kinds = (ops: DhtOp[]): string => {
+    const names = ops.map((op) => ("ChainOp" in op ? Object.keys(op.ChainOp)[0] : "WarrantOp"));
+    const counts = new Map<string, number>();
+    for (const name of names) counts.set(name, (counts.get(name) ?? 0) + 1);
+    return [...counts].map(([name, count]) => `${count} ${name}`).join(", ") || "none";
+  };
+  const states = await Promise.all(
+    players.map((p) => p.conductor.adminWs().dumpFullState({ cell_id: cellOf(p).cell_id, dht_ops_cursor: undefined })),
   );
+  return states
+    .map(
+      ({ integration_dump: d }, i) =>
+        `conductor ${i}: ${d.integrated.length} integrated, integration limbo ${kinds(d.integration_limbo)}, validation limbo ${kinds(d.validation_limbo)}`,
+    )
+    .join("; ");
 }
 
 /**
