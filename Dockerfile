@@ -32,7 +32,7 @@ ENV PATH=/usr/local/go/bin:$PATH \
 # pkg-config are what the Holochain build needs (docs/HOLOCHAIN.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      python3 python3-venv python3-dev build-essential perl make pkg-config \
+      python3 python3-venv python3-dev build-essential perl make pkg-config chromium \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add wasm32-unknown-unknown \
  && rustup component add clippy rustfmt
@@ -56,15 +56,18 @@ RUN bash scripts/install-holochain.sh \
 COPY --chown=ztml:ztml Makefile pyproject.toml ./
 RUN make .venv/.deps-torch
 
-# 3. tryorama's npm modules, from the lock.
+# 3. tryorama's and the dashboard's npm modules, from their locks.
 COPY --chown=ztml:ztml tryorama/package.json tryorama/package-lock.json tryorama/
 RUN cd tryorama && npm ci --no-audit --no-fund && touch node_modules/.npm-ci.stamp
+COPY --chown=ztml:ztml web/package.json web/package-lock.json web/
+RUN cd web && npm ci --no-audit --no-fund && touch node_modules/.npm-ci.stamp
 
 # 4. The repository (.dockerignore keeps host build outputs out), then the Rust extension and the hApp.
 COPY --chown=ztml:ztml . .
 # The stamps go last: step 4 copied their inputs again, with the same contents.
 RUN find python -name '*.so' -delete \
- && touch .venv/.deps .venv/.deps-test .venv/.deps-torch tryorama/node_modules/.npm-ci.stamp \
- && make build happ
+ && touch .venv/.deps .venv/.deps-service .venv/.deps-test .venv/.deps-torch tryorama/node_modules/.npm-ci.stamp \
+    web/node_modules/.npm-ci.stamp \
+ && make build dashboard happ
 
 CMD ["make", "test"]

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ test-holochain test-tryorama clean
+.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ test-holochain test-tryorama dashboard clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,9 +22,16 @@ $(VENV)/.deps: pyproject.toml
 	touch $@
 
 # The test extra: test, lint and benchmark tools (Flower is the peer the tests and benchmarks compare with;
-# Sybil runs the examples in README.md and docs/ as tests).
-$(VENV)/.deps-test: $(VENV)/.deps
-	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr[simulation]==1.42.0" "mypy>=1.10" "ruff>=0.5" "sybil>=10,<11"
+# Sybil runs the examples in README.md and docs/ as tests; Schemathesis fuzzes the service), over the service extra.
+$(VENV)/.deps-test: $(VENV)/.deps-service
+	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr[simulation]==1.42.0" "mypy>=1.10" "ruff>=0.5" "sybil>=10,<11" \
+	    "schemathesis>=4.3,<5" "playwright>=1.50,<2"
+	touch $@
+
+# The service extra (`zerotrustml serve`, `node`, `cluster`): the web framework, its server, the metrics library,
+# WebSockets for the live events, and the HTTP client the nodes use.
+$(VENV)/.deps-service: $(VENV)/.deps
+	$(PY) -m pip install -q "fastapi>=0.115" "uvicorn>=0.30" "prometheus-client>=0.20" "websockets>=12" "httpx>=0.27"
 	touch $@
 
 # The torch extra (torch_mlp, torch_cnn) for the tests only: the PyPI wheel brings CUDA libraries (~5 GB).
@@ -47,7 +54,28 @@ wasm-check: ## the core must build for wasm32 (the zomes reuse it)
 	rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	cargo build -p zerotrustml-core --no-default-features --target wasm32-unknown-unknown --release
 
-test-python: build $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors, the mock conductor)
+# The dashboard (web/: TypeScript, Chart.js, Vite) builds into the package, where `zerotrustml serve` serves it.
+WEB_STAMP := web/node_modules/.npm-ci.stamp
+$(WEB_STAMP): web/package-lock.json web/package.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+DASHBOARD := python/zerotrustml/service/static/index.html
+$(DASHBOARD): $(WEB_STAMP) web/index.html web/vite.config.ts web/tsconfig.json $(wildcard web/src/*)
+	cd web && npm run build --silent
+
+dashboard: $(DASHBOARD) ## build the service's dashboard into the package (npm; served by `zerotrustml serve` at /)
+
+# The browser tests drive Debian's Chromium with Playwright's library (its own browser download does not work
+# on these machines). ZTML_CHROMIUM points the tests at another executable.
+CHROMIUM := $(or $(ZTML_CHROMIUM),/usr/bin/chromium)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "no Chromium at $@: install it, or set ZTML_CHROMIUM" >&2; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test-python: build dashboard $(CHROMIUM) $(VENV)/.deps-torch ## pytest (differential vs Flower, properties, errors, the service, the mock conductor)
 	$(PY) -m pytest -q -m "not conductors"
 
 lint: $(VENV)/.deps-test $(VENV)/.deps-torch ## clippy -D warnings, rustfmt, ruff, mypy, stub check

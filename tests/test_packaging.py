@@ -26,6 +26,9 @@ def test_make_run_installs_the_runtime_and_nothing_for_tests() -> None:
     assert _installed_by("$(VENV)/.deps-test") == test_extra
     assert not test_extra & _installed_by("$(VENV)/.deps")  # `make run` installs no test tool
     assert _installed_by("$(VENV)/.deps-torch") == set(project["optional-dependencies"]["torch"])
+    assert _installed_by("$(VENV)/.deps-service") == set(project["optional-dependencies"]["service"])
+    service = _installed_by("$(VENV)/.deps-service") - _installed_by("$(VENV)/.deps")  # websockets is in both
+    assert service and not service & test_extra
     # `make run` reaches .deps through `build` only, never the test or torch extras.
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run: build ##", makefile, re.MULTILINE)
@@ -40,10 +43,11 @@ def test_the_container_and_the_nix_shell_keep_their_promises() -> None:
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
     # Everything `make test` installs is installed at build time (the stamps make skips), before the sources.
     assert dockerfile.index("make .venv/.deps-torch") < dockerfile.index("COPY --chown=ztml:ztml . .")
-    assert "npm ci" in dockerfile and "make build happ" in dockerfile
+    assert "cd tryorama && npm ci" in dockerfile and "cd web && npm ci" in dockerfile
+    assert "make build dashboard happ" in dockerfile
     assert "node:20" not in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {"target/", ".venv/", "tryorama/node_modules/", ".git"} <= set(ignored)
+    assert {"target/", ".venv/", "tryorama/node_modules/", "web/node_modules/", ".git"} <= set(ignored)
     flake = (ROOT / "flake.nix").read_text()
     assert re.search(r'holonix\.url = "github:holochain/holonix/[0-9a-f]{40}"', flake)  # pinned, not floating
     assert "nodejs_20" not in flake and "LD_LIBRARY_PATH" in flake

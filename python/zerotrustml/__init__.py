@@ -12,7 +12,11 @@ The package has three wings above that core face (``aggregators``,
     the robust rules as defences, edge proofs, detection, committee,
     reputation and the full pipeline;
 ``zerotrustml.backends``
-    the stores a run writes to.
+    the stores a run writes to;
+``zerotrustml.holochain``
+    the conductor client and local networks;
+``zerotrustml.service``
+    the HTTP service, node processes and clusters (with the ``service`` extra).
 
 ``zerotrustml.flower`` (with the ``flower`` extra) is a Flower strategy that
 aggregates with these rules; ``zerotrustml.export`` takes a trained model

@@ -25,6 +25,7 @@ from zerotrustml.backends import BACKENDS, StoreError
 from zerotrustml.exceptions import ParameterError, ValidationError
 from zerotrustml.fl import attacks, data, models, partition, simulation
 from zerotrustml.fl.simulation import RunConfig
+from zerotrustml.service.commands import cluster, key_value, node, serve
 
 # Installed packages' plug-ins join the choices below; a broken one is reported by every command, not as a traceback.
 try:
@@ -61,19 +62,6 @@ def _clipping(x: np.ndarray) -> aggregators.AggregationResult:
     center = aggregators.median(x).vector
     tau = float(np.median(np.linalg.norm(x - center, axis=1)))
     return aggregators.centered_clipping(x, tau=tau, iters=3, center=center)
-
-
-def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float | str]:
-    out: dict[str, float | str] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key or not raw:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", ctx=ctx, param=param)
-        try:
-            out[key] = float(raw)
-        except ValueError:
-            out[key] = raw  # a named choice, e.g. perturbation=sign
-    return out
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -206,7 +194,7 @@ def _resume_command(data_dir: Path) -> str:
     "--attack-param",
     "attack_params",
     multiple=True,
-    callback=_key_value,
+    callback=key_value,
     metavar="KEY=VALUE",
     help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
 )
@@ -932,6 +920,12 @@ def matrix(
         raise click.ClickException(
             f"{failed} cells failed (see {out_dir / mx.ERRORS_FILE}); rerun the same command to retry them"
         )
+
+
+# The service's commands live in its wing; they import the web framework only when they run.
+main.add_command(serve)
+main.add_command(node)
+main.add_command(cluster)
 
 
 if __name__ == "__main__":

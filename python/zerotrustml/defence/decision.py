@@ -38,7 +38,7 @@ class RoundDecision:
 
 
 def no_votes(members: Sequence[str], subs: Sequence[Submission]) -> list[Any]:
-    """A vote source for a decider without a committee (the HTTP service): the committee stage abstains."""
+    """The vote source of a decider without a committee (``committee=False``): no member, no vote."""
     return []
 
 
@@ -57,13 +57,16 @@ def decide_round(
     previous: F32 | None,
     votes: pipeline.VoteSource,
     federation_size: int,
+    committee: bool = True,
 ) -> RoundDecision:
     """Decide round ``round`` from its stored submissions (in the order given) and the rejected node ids.
 
     ``aggregator`` is ``pipeline`` or a plain rule (:func:`zerotrustml.defence.apply`); ``ledger`` is the
     reputation state so far (``None`` before the first round) and comes back updated in the decision. A plain
     rule whose precondition the round breaks (too many rejections) falls back to the median, and the evidence
-    says so. With nothing stored the aggregate is zero: no step.
+    says so. With nothing stored the aggregate is zero: no step. ``committee=False`` runs the pipeline without
+    its committee stage (a decider whose nodes cast no votes, as the HTTP service): nobody is drawn, so an
+    absent vote never counts as a rejection.
     """
     ids = [sub.node_id for sub in stored]
     flagged_ids = set(rejected)
@@ -85,7 +88,7 @@ def decide_round(
             f=f,
             previous=previous,
             seen_nonces=set(),
-            committee_rate=pipeline.lottery_rate(defence_config, federation_size),
+            committee_rate=pipeline.lottery_rate(defence_config, federation_size) if committee else 0.0,
         )
         ledger_state = book.state()
         aggregate = pv.vector

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import numpy as np
 import numpy.typing as npt
 
@@ -223,6 +224,44 @@ class _Setup:
     ring: proofs.KeyRing
 
 
+def federation_ids(nodes: int) -> list[str]:
+    """The node ids of a federation of ``nodes``: ``node-0`` .. ``node-<n-1>``, zero-padded to one width."""
+    width = len(str(nodes - 1))
+    return [f"node-{i:0{width}d}" for i in range(nodes)]
+
+
+def byzantine_draw(node_ids: Sequence[str], n_byzantine: int, seed: int) -> set[str]:
+    """Which nodes lie: a seeded draw, not the last ones, so row order cannot leak it to the defence."""
+    order = np.random.default_rng([seed, 0xB12]).permutation(len(node_ids))
+    return {node_ids[i] for i in order[:n_byzantine]}
+
+
+def plausible_claim(
+    key: nacl.signing.SigningKey,
+    model: models.Model,
+    theta: F32,
+    nd: partition.NodeData,
+    node_id: str,
+    r: int,
+    update: F32,
+    *,
+    lr: float,
+    quality: float = 0.05,
+) -> proofs.EdgeProof:
+    """A Byzantine node's signed lie: the loss its held-out data has now, and a typical improvement claimed."""
+    before = model.loss(theta, nd.x_holdout, nd.y_holdout) if len(nd.y_holdout) else 1.0
+    return proofs.sign_claim(
+        key,
+        node_id=node_id,
+        round=r,
+        payload_hash=payload_hash(update),
+        loss_before=before,
+        loss_after=before * (1.0 - quality),
+        holdout_size=max(len(nd.y_holdout), 1),
+        lr=lr,
+    )
+
+
 class Simulation:
     """A run of :class:`RunConfig` against a backend in ``data_dir``.
 
@@ -276,11 +315,8 @@ class Simulation:
             holdout_fraction=c.holdout_fraction,
             seed=c.seed,
         )
-        width = len(str(c.nodes - 1))
-        node_ids = [f"node-{i:0{width}d}" for i in range(c.nodes)]
-        # Which nodes lie is a seeded draw, not the last ones: row order must not leak it to the defence.
-        order = np.random.default_rng([c.seed, 0xB12]).permutation(c.nodes)
-        byzantine = {node_ids[i] for i in order[: c.n_byzantine]}
+        node_ids = federation_ids(c.nodes)
+        byzantine = byzantine_draw(node_ids, c.n_byzantine, c.seed)
         if c.model in models.TORCH_MODELS and "ZEROTRUSTML_TORCH_THREADS" not in os.environ:
             import torch
 
@@ -753,19 +789,10 @@ class Simulation:
             honest_quality.append(out[nid].quality)
         typical = float(np.median(honest_quality)) if honest_quality else 0.05
         for nid, nd in zip(s.node_ids, s.nodes, strict=True):
-            if nid in out:
-                continue
-            before = s.model.loss(theta, nd.x_holdout, nd.y_holdout) if len(nd.y_holdout) else 1.0
-            out[nid] = proofs.sign_claim(
-                s.keys[nid],
-                node_id=nid,
-                round=r,
-                payload_hash=payload_hash(updates[nid]),
-                loss_before=before,
-                loss_after=before * (1.0 - typical),
-                holdout_size=max(len(nd.y_holdout), 1),
-                lr=c.lr,
-            )
+            if nid not in out:
+                out[nid] = plausible_claim(
+                    s.keys[nid], s.model, theta, nd, nid, r, updates[nid], lr=c.lr, quality=typical
+                )
         return out
 
     def _votes(
