@@ -41,3 +41,21 @@ def test_quick_run_writes_report_and_passes_checks(tmp_path: Path) -> None:
             assert entry["impls"]["ours"]["best_s"] > 0
             assert entry["impls"]["numpy"]["best_s"] > 0
             assert entry["ratio_to_floor"] > 0
+
+
+def test_the_service_load_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "service_load.py"
+    spec = importlib.util.spec_from_file_location("zerotrustml_bench_service_load", script)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    md, js = tmp_path / "BENCHMARKS.md", tmp_path / "service.json"
+    md.write_text(f"before\n{bench.START}\n{bench.END}\nafter\n")
+    argv = ["--clients", "5", "--rounds", "2", "--dims", "16", "--out", str(md), "--json", str(js)]
+    assert bench.main(argv) == 0
+    data = json.loads(js.read_text())
+    assert data["requests"] == data["acknowledged"] == 10 and data["lost"] == 0
+    assert data["submit_p95_ms"] >= data["submit_p50_ms"] > 0 and data["floor_per_s"] > 0
+    text = md.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n")
+    assert "lost (acknowledged but not in the store" in text
