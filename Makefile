@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ test-holochain test-tryorama dashboard clean
+.PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ webhapp test-holochain test-tryorama dashboard clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -92,7 +92,10 @@ holochain: ## install holochain 0.6.3, hc and the bootstrap server (cached outsi
 happ: holochain ## build the zomes (wasm32) and pack workdir/zerotrustml.happ
 	bash scripts/build-happ.sh
 
-test-holochain: happ build $(VENV)/.deps-test ## the Python bridge on real conductors (pytest -m conductors) and the two-conductor sync proof
+webhapp: happ dashboard ## pack workdir/zerotrustml.webhapp: the hApp with the dashboard as its UI (reads the DHT)
+	bash scripts/build-webhapp.sh
+
+test-holochain: webhapp build $(CHROMIUM) $(VENV)/.deps-test ## the Python bridge on real conductors (pytest -m conductors) and the two-conductor sync proof
 	@bin=$${HC_BIN_DIR:-$$(bash scripts/install-holochain.sh | tail -n 1)}; \
 	  HC_BIN_DIR="$$bin" $(PY) -m pytest -q -m conductors -p no:cacheprovider && \
 	  HC_BIN_DIR="$$bin" $(PY) scripts/sync-proof.py --timeout 120

@@ -1,5 +1,6 @@
-// The dashboard of `zerotrustml serve`: the federation's rounds as they close, read from the service's
-// REST routes and kept live by its WebSocket of events (with a slow poll as a fallback).
+// The dashboard: the federation's rounds as they close, read from the service's REST routes (served by
+// `zerotrustml serve`) or from the hApp's DHT (packed as the hApp's UI), kept live by the source's events and
+// a slow poll as a fallback.
 import {
   CategoryScale,
   Chart,
@@ -11,31 +12,11 @@ import {
   Tooltip,
   type ChartDataset,
 } from "chart.js";
+import { RestSource } from "./rest";
 import "./style.css";
+import { wantsDht, type RoundSummary, type Source } from "./types";
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, Legend, Tooltip);
-
-interface Health {
-  status: string;
-  federation: string;
-  round: number | null;
-  finished: boolean;
-  admission: string;
-  nodes: number;
-  aggregator: string;
-}
-
-interface RoundSummary {
-  round: number;
-  rule: string;
-  kept: string[];
-  flagged: string[];
-  missing: string[];
-  reasons: Record<string, string[]>;
-  reputation: Record<string, number>;
-  metrics: Record<string, unknown>;
-  evaluation: Record<string, unknown> | null;
-}
 
 const rounds = new Map<number, RoundSummary>();
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
@@ -153,12 +134,6 @@ function drawRounds(list: RoundSummary[]): void {
   }
 }
 
-async function getJson<T>(path: string): Promise<T> {
-  const reply = await fetch(path);
-  if (!reply.ok) throw new Error(`${path}: ${reply.status}`);
-  return (await reply.json()) as T;
-}
-
 let refreshing = false;
 let again = false;
 
@@ -169,7 +144,8 @@ async function refresh(): Promise<void> {
   }
   refreshing = true;
   try {
-    const health = await getJson<Health>("./v1/health");
+    const source = await sourceReady;
+    const health = await source.health();
     el("federation").textContent = health.federation.slice(0, 12);
     el("round").textContent = health.finished ? "finished" : String((health.round ?? 0) + 1);
     el("nodes").textContent = String(health.nodes);
@@ -178,7 +154,7 @@ async function refresh(): Promise<void> {
     // The last few rounds again: a run's own scoring of a round arrives just after the round closes.
     const known = [...rounds.keys()];
     const since = Math.max(0, (known.length ? Math.max(...known) : -1) - 4);
-    for (const r of await getJson<RoundSummary[]>(`./v1/rounds?since=${since}`)) rounds.set(r.round, r);
+    for (const r of await source.rounds(since)) rounds.set(r.round, r);
     draw();
   } finally {
     refreshing = false;
@@ -189,18 +165,21 @@ async function refresh(): Promise<void> {
   }
 }
 
-function listen(): void {
-  const url = new URL("./v1/events", window.location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(url);
-  ws.onopen = () => (el("live").textContent = "live");
-  ws.onmessage = () => void refresh();
-  ws.onclose = () => {
-    el("live").textContent = "reconnecting";
-    setTimeout(listen, 2000);
-  };
+/** The service's routes, unless this page runs as the hApp's UI (the DHT client loads only then). */
+async function chooseSource(): Promise<Source> {
+  if (!wantsDht()) return new RestSource();
+  const { DhtSource } = await import("./dht");
+  return new DhtSource();
 }
 
+const sourceReady = chooseSource();
+
+void sourceReady.then((source) => {
+  document.body.dataset.source = source.kind;
+  source.listen(
+    () => void refresh(),
+    (state) => (el("live").textContent = state),
+  );
+});
 void refresh();
-listen();
 setInterval(() => void refresh(), 3000);
