@@ -324,3 +324,53 @@ def test_the_committed_openapi_document_matches_the_service() -> None:
     assert committed == openapi_document(), (
         "docs/openapi.json drifted: zerotrustml serve --print-openapi > docs/openapi.json"
     )
+
+
+def test_port_0_takes_a_free_port_and_says_which_and_a_taken_port_is_named(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+    import time
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "zerotrustml",
+        "serve",
+        "--dims",
+        "2",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "s"),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "serve exited"
+            found = re.search(r"serving \S+ on (http://127\.0\.0\.1:(\d+))", line)
+            if found:
+                url, port = found.group(1), int(found.group(2))
+        assert url is not None and port > 0
+        for _ in range(100):
+            try:
+                assert httpx.get(f"{url}/v1/health").json()["dims"] == 2
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"nothing answers at {url}")
+        taken = subprocess.run(
+            [*cmd[:-4], "--port", str(port), "--data-dir", str(tmp_path / "t")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert taken.returncode == 2 and f"--port: cannot listen on 127.0.0.1:{port}" in taken.stderr, taken.stderr
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

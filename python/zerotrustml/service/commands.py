@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,15 @@ def serve(
             )
     except ParameterError as e:
         raise _usage(e) from None
+    # The socket is bound here, so `--port 0` (any free port) can say which port it got.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise click.UsageError(f"--port: cannot listen on {host}:{port}: {e.strerror}") from None
+    port = int(sock.getsockname()[1])
     token: str | None = None
     if read_only:
         log.info("showing %s read-only on http://%s:%d", data_dir, host, port)
@@ -250,7 +260,7 @@ def serve(
             log.warning("open federation: any key may register (pass --admission-key to admit nodes by signature)")
         log.info("serving %s on http://%s:%d (operator token in %s)", data_dir, host, port, token_path)
     app = create_app(fed, operator_token=token, evaluation=evaluation)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
 @click.command()
