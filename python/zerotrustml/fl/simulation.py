@@ -224,6 +224,25 @@ class _Setup:
     ring: proofs.KeyRing
 
 
+def data_shares(
+    dataset: str,
+    nodes: int,
+    distribution: str,
+    *,
+    alpha: float,
+    holdout_fraction: float,
+    seed: int,
+    path: str | None = None,
+) -> tuple[data.Dataset, list[partition.NodeData]]:
+    """The dataset and every node's share of it, as a run of these parameters splits it (a node process and a
+    cluster's honest-only model take the same shares)."""
+    ds = data.load_dataset(dataset, seed=seed, path=path)
+    shares = partition.split_nodes(
+        ds.x_train, ds.y_train, nodes, distribution, alpha=alpha, holdout_fraction=holdout_fraction, seed=seed
+    )
+    return ds, shares
+
+
 def federation_ids(nodes: int) -> list[str]:
     """The node ids of a federation of ``nodes``: ``node-0`` .. ``node-<n-1>``, zero-padded to one width."""
     width = len(str(nodes - 1))
@@ -305,15 +324,9 @@ class Simulation:
     # -- setup -------------------------------------------------------------------------------------------------
     def _setup(self) -> _Setup:
         c = self.config
-        ds = data.load_dataset(c.dataset, seed=c.seed, path=c.dataset_path)
-        nodes = partition.split_nodes(
-            ds.x_train,
-            ds.y_train,
-            c.nodes,
-            c.distribution,
-            alpha=c.alpha,
-            holdout_fraction=c.holdout_fraction,
-            seed=c.seed,
+        ds, nodes = data_shares(
+            c.dataset, c.nodes, c.distribution, alpha=c.alpha, holdout_fraction=c.holdout_fraction, seed=c.seed,
+            path=c.dataset_path,
         )
         node_ids = federation_ids(c.nodes)
         byzantine = byzantine_draw(node_ids, c.n_byzantine, c.seed)

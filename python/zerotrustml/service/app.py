@@ -275,15 +275,7 @@ def create_app(
 
     def problem(request: Request | None, status: int, code: str, detail: str, field: str | None) -> JSONResponse:
         refused.labels(code).inc()
-        body = {
-            "type": f"urn:zerotrustml:problem:{code}",
-            "title": _TITLES.get(status, "Request refused"),
-            "status": status,
-            "detail": detail,
-            "instance": None if request is None else request.url.path,
-            "field": field,
-            "code": code,
-        }
+        body = _problem(status, code, detail, None if request is None else request.url.path, field)
         return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
     @app.exception_handler(ServiceError)
@@ -570,6 +562,19 @@ _TITLES = {
 }
 
 
+def _problem(status: int, code: str, detail: str, instance: str | None, field: str | None) -> dict[str, Any]:
+    """An RFC 9457 problem body."""
+    return {
+        "type": f"urn:zerotrustml:problem:{code}",
+        "title": _TITLES.get(status, "Request refused"),
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "field": field,
+        "code": code,
+    }
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: non-finite floats become null."""
     if isinstance(value, float):
@@ -602,45 +607,23 @@ class _BodyLimit:
             await self._refuse(send, scope)
             return
         seen = 0
-        refused = False
 
         async def counting() -> Any:
-            nonlocal seen, refused
+            # Raised inside the route's body read: the app's HTTP exception handler answers it (413 problem).
+            nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    refused = True
                     raise _TooLarge(self.limit)
             return message
 
-        started = False
-
-        async def tracking(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting, tracking)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, scope)
+        await self.app(scope, counting, send)
 
     async def _refuse(self, send: Callable[[Any], Awaitable[None]], scope: MutableMapping[str, Any]) -> None:
         self.on_refuse()
-        body = json.dumps(
-            {
-                "type": "urn:zerotrustml:problem:body_too_large",
-                "title": _TITLES[413],
-                "status": 413,
-                "detail": f"the body is larger than this service takes ({self.limit} bytes)",
-                "instance": scope.get("path"),
-                "field": None,
-                "code": "body_too_large",
-            }
-        ).encode()
+        detail = f"the body is larger than this service takes ({self.limit} bytes)"
+        body = json.dumps(_problem(413, "body_too_large", detail, scope.get("path"), None)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -33,8 +33,8 @@ import nacl.signing
 import numpy as np
 
 from zerotrustml.exceptions import ParameterError
-from zerotrustml.fl import data, models, partition
-from zerotrustml.fl.simulation import RunConfig, byzantine_draw, federation_ids
+from zerotrustml.fl import models
+from zerotrustml.fl.simulation import RunConfig, byzantine_draw, data_shares, federation_ids
 from zerotrustml.service import protocol
 
 __all__ = ["Cluster", "ClusterError"]
@@ -205,9 +205,7 @@ class Cluster:
         for index, nid in enumerate(self.ids):
             key = nacl.signing.SigningKey.generate()
             key_file = keys_dir / f"{nid}.key"
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(bytes(key).hex() + "\n")
+            protocol.write_secret(key_file, bytes(key).hex())
             ticket = admission.sign(protocol.admission_message(federation, nid, bytes(key.verify_key))).signature.hex()
             args = [
                 "node",
@@ -345,15 +343,8 @@ class _Reference:
 
     def __init__(self, c: RunConfig, ids: list[str], byzantine: set[str]) -> None:
         self.c = c
-        self.ds = data.load_dataset(c.dataset, seed=c.seed)
-        self.shares = partition.split_nodes(
-            self.ds.x_train,
-            self.ds.y_train,
-            c.nodes,
-            c.distribution,
-            alpha=c.alpha,
-            holdout_fraction=c.holdout_fraction,
-            seed=c.seed,
+        self.ds, self.shares = data_shares(
+            c.dataset, c.nodes, c.distribution, alpha=c.alpha, holdout_fraction=c.holdout_fraction, seed=c.seed
         )
         self.model = models.make_model(c.model, self.ds.n_features, self.ds.n_classes, image_shape=self.ds.image_shape)
         self.honest = [i for i, nid in enumerate(ids) if nid not in byzantine]

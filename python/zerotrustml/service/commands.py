@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import socket
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ import numpy as np
 
 from zerotrustml.defence import defence_names
 from zerotrustml.exceptions import ParameterError
+from zerotrustml.service import protocol
 from zerotrustml.service.rounds import Federation, ServiceConfig
 from zerotrustml.validation import ModelSpec
 
@@ -252,10 +252,7 @@ def serve(
         data_dir.mkdir(parents=True, exist_ok=True)
         token_path = operator_token_file or data_dir / "operator-token"
         token = secrets.token_hex(16)
-        token_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token + "\n")
+        protocol.write_secret(token_path, token)
         if key is None:
             log.warning("open federation: any key may register (pass --admission-key to admit nodes by signature)")
         log.info("serving %s on http://%s:%d (operator token in %s)", data_dir, host, port, token_path)
@@ -263,19 +260,31 @@ def serve(
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
+_TRAINING_OPTIONS = (
+    click.option("--dataset", default="mnist", show_default=True),
+    click.option("--model", default="softmax", show_default=True),
+    click.option("--distribution", default="iid", show_default=True),
+    click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew)."),
+    click.option("--local-steps", default=5, show_default=True),
+    click.option("--batch-size", default=32, show_default=True, help="Local minibatch size (0 = full batch)."),
+    click.option("--lr", default=0.1, show_default=True, help="Local learning rate."),
+    click.option("--seed", default=0, show_default=True, help="The federation's seed (data split, training draws)."),
+)
+
+
+def _training_options(command: Any) -> Any:
+    """How a node trains: the options ``node`` and ``cluster`` share (``run``'s names and defaults)."""
+    for option in reversed(_TRAINING_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option("--url", required=True, help="The service, e.g. http://127.0.0.1:8000.")
 @click.option("--node-id", required=True, help="This node's id in the federation.")
 @click.option("--index", type=int, required=True, help="This node's share of the data: 0 .. --nodes - 1.")
 @click.option("--nodes", type=int, required=True, help="How many shares the data is split into.")
-@click.option("--dataset", default="mnist", show_default=True)
-@click.option("--model", default="softmax", show_default=True)
-@click.option("--distribution", default="iid", show_default=True)
-@click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew).")
-@click.option("--local-steps", default=5, show_default=True)
-@click.option("--batch-size", default=32, show_default=True, help="Local minibatch size (0 = full batch).")
-@click.option("--lr", default=0.1, show_default=True, help="Local learning rate.")
-@click.option("--seed", default=0, show_default=True, help="The federation's seed (data split, training draws).")
+@_training_options
 @click.option("--holdout-fraction", default=0.1, show_default=True, help="Share of the node's data kept for proofs.")
 @click.option(
     "--key-file",
@@ -340,15 +349,8 @@ def node(
 @click.option("--attack-param", multiple=True, callback=key_value, help="KEY=VALUE for the attack (repeatable).")
 @click.option("--aggregator", type=click.Choice(defence_names()), default="pipeline", show_default=True)
 @click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
-@click.option("--dataset", default="mnist", show_default=True)
-@click.option("--distribution", default="iid", show_default=True)
-@click.option("--alpha", default=0.5, show_default=True, help="Dirichlet concentration (label skew).")
-@click.option("--model", default="softmax", show_default=True)
-@click.option("--local-steps", default=5, show_default=True)
-@click.option("--batch-size", default=32, show_default=True, help="Local minibatch size (0 = full batch).")
-@click.option("--lr", default=0.1, show_default=True, help="Local learning rate.")
+@_training_options
 @click.option("--server-lr", type=float, default=None, help="Server learning rate [default: --lr].")
-@click.option("--seed", default=0, show_default=True)
 @click.option("--round-deadline", default=10.0, show_default=True, help="Seconds a round waits for silent nodes.")
 @click.option("--port", default=0, show_default=True, help="The service's port (0: a free one).")
 @click.option(

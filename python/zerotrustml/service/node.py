@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ import numpy as np
 
 from zerotrustml.defence import proofs
 from zerotrustml.exceptions import ParameterError
-from zerotrustml.fl import attacks, data, models, partition
-from zerotrustml.fl.simulation import plausible_claim
+from zerotrustml.fl import attacks, models
+from zerotrustml.fl.simulation import data_shares, plausible_claim
 from zerotrustml.service import protocol
 
 __all__ = ["NodeSettings", "TrainingNode", "load_or_create_key"]
@@ -42,10 +41,7 @@ def load_or_create_key(path: Path) -> nacl.signing.SigningKey:
         except ValueError:
             raise ParameterError(f"--key-file: {path} does not hold a 32-byte hex key") from None
     key = nacl.signing.SigningKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(bytes(key).hex() + "\n")
+    protocol.write_secret(path, bytes(key).hex(), exclusive=True)
     return key
 
 
@@ -96,15 +92,8 @@ class TrainingNode:
         self.url, self.s, self.key, self.admission, self.poll_s = url.rstrip("/"), settings, key, admission, poll_s
         self.http = httpx.Client(timeout=timeout_s)
         s = settings
-        ds = data.load_dataset(s.dataset, seed=s.seed)
-        shares = partition.split_nodes(
-            ds.x_train,
-            ds.y_train,
-            s.nodes,
-            s.distribution,
-            alpha=s.alpha,
-            holdout_fraction=s.holdout_fraction,
-            seed=s.seed,
+        ds, shares = data_shares(
+            s.dataset, s.nodes, s.distribution, alpha=s.alpha, holdout_fraction=s.holdout_fraction, seed=s.seed
         )
         self.data = shares[s.index]
         if s.attack in attacks.DATA_ATTACKS:

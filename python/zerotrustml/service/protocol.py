@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import nacl.exceptions
@@ -43,6 +44,7 @@ __all__ = [
     "submission_body",
     "submit_message",
     "verifies",
+    "write_secret",
 ]
 
 SUBMIT_DOMAIN = b"zerotrustml/service/submit/v1"
@@ -80,6 +82,15 @@ def register_message(federation: str, node_id: str, public_key: bytes) -> bytes:
 def admission_message(federation: str, node_id: str, public_key: bytes) -> bytes:
     """The bytes the federation's admission key signs to admit ``node_id`` with ``public_key``."""
     return _lp(ADMISSION_DOMAIN) + _lp(federation.encode()) + _lp(node_id.encode()) + public_key
+
+
+def write_secret(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write ``text`` (a key or a token) to ``path``, readable by its owner only (mode 0600 from creation);
+    ``exclusive`` refuses to replace a file that is there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    with os.fdopen(os.open(path, flags, 0o600), "w") as fh:
+        fh.write(text + "\n")
 
 
 def verifies(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -136,7 +136,6 @@ class Federation:
         self._lock = asyncio.Lock()
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._timer: asyncio.Task[None] | None = None
-        self.counters: dict[str, int] = {}
         self.on_event: Callable[[dict[str, Any]], None] | None = None
 
     # -- life --------------------------------------------------------------------------------------------------
@@ -235,9 +234,6 @@ class Federation:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
-
     # -- nodes -------------------------------------------------------------------------------------------------
     async def register(self, node_id: str, public_key: bytes, signature: bytes, admission: bytes | None) -> bool:
         """Register a node's key; True if new, False if the same key was registered already."""
@@ -329,12 +325,10 @@ class Federation:
             try:
                 stored = await self.backend.submit(sub)
             except SubmissionRejected as e:
-                self._count(f"rejected:{e.code}")
                 # The service computes dims, norm and hash from the request's values: those rules are about them.
                 where = "values" if e.field in ("dims", "norm", "payload_hash") else e.field
                 raise ServiceError(422, e.code or "rejected", str(e), where) from None
             self.nonces[(node_id, round)] = nonce
-            self._count("accepted")
             self.submitters.add(node_id)
             held = set(self.submitters)
         self._emit({"type": "submission", "round": round, "node_id": node_id, "payload_hash": stored.hex()})
@@ -377,7 +371,6 @@ class Federation:
             self.theta, self.previous, self.ledger = theta, d.aggregate, d.ledger
             self.nonces = {k: v for k, v in self.nonces.items() if k[1] > r}
             metrics["decide_ms"] = (time.perf_counter() - t0) * 1e3
-            self._count("rounds")
             self._emit(
                 {
                     "type": "round_closed",
