@@ -11,10 +11,13 @@ import pytest
 
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.defence.config import DefenceConfig
-from zerotrustml.defence.reputation import STATE_KEY, ReputationLedger, load_ledger, save_ledger
+from zerotrustml.defence.reputation import STATE_KEY, STATE_VERSION, ReputationLedger, load_ledger, save_ledger
 from zerotrustml.exceptions import ParameterError, PreconditionError
 
-CONFIG = DefenceConfig()  # penalty 0.3, reward 0.05, bonus 0.12 after 2 good rounds, initial 0.7, exclusion 0.3
+# The RB-BFT rule alone (penalty 0.3, reward 0.05, bonus 0.12 after 2 good rounds, initial 0.7, exclusion 0.3);
+# probation, which delays the reward after flags, has tests of its own below.
+CONFIG = DefenceConfig(reputation_probation=0)
+PROBATION = DefenceConfig()  # the defaults: probation 2
 
 
 def run(ledger: ReputationLedger, verdicts: list[bool], node: str = "a", start: int = 0) -> list[float]:
@@ -47,7 +50,7 @@ def test_reward_is_additive_and_streak_grows() -> None:
 def test_clamped_to_unit_interval() -> None:
     ledger = ReputationLedger(CONFIG, {"a": 0.99, "b": 0.0})
     assert ledger.update(0, {"a": False, "b": True}) == {"a": 1.0, "b": 0.0}
-    harsh = ReputationLedger(DefenceConfig(reputation_penalty=1.0), {"a": 0.9})
+    harsh = ReputationLedger(DefenceConfig(reputation_penalty=1.0, reputation_probation=0), {"a": 0.9})
     assert harsh.update(0, {"a": True})["a"] == 0.0
     assert harsh.update(1, {"a": False})["a"] == pytest.approx(0.05)  # additive reward lifts even zero
     # Recovery bonus near the top is clamped as well.
@@ -86,7 +89,7 @@ def test_bonus_triggers_again_only_after_another_penalty() -> None:
 
 
 def test_bonus_threshold_is_configurable() -> None:
-    config = DefenceConfig(behavior_recovery_threshold=3, behavior_recovery_bonus=0.2)
+    config = DefenceConfig(behavior_recovery_threshold=3, behavior_recovery_bonus=0.2, reputation_probation=0)
     ledger = ReputationLedger(config, {"a": 0.5})
     gains = np.diff([0.5, *run(ledger, [True, False, False, False])])
     assert gains[1:] == pytest.approx([0.05, 0.05, 0.25])
@@ -192,3 +195,70 @@ def test_load_from_scores_without_state(tmp_path: Path) -> None:
     ledger = asyncio.run(scenario())
     assert ledger.scores == {"a": 0.4, "b": 0.9}
     assert ledger.streak("a") == 0 and ledger.last_round is None
+
+
+# -- probation: the record is repaid before reputation grows -----------------------------------------------------
+
+
+def test_probation_default_is_two_rounds_per_flag() -> None:
+    assert PROBATION.reputation_probation == 2
+
+
+def test_persistent_offender_cannot_earn_its_way_back_quietly() -> None:
+    """The attack on the rule: flagged 40 rounds running, then invisible. Its score stays put for 80 rounds."""
+    ledger = ReputationLedger(PROBATION)
+    flagged = run(ledger, [True] * 40)
+    low = flagged[-1]
+    assert ledger.excluded("a") and ledger.debt("a") == 80
+    quiet = run(ledger, [False] * 80, start=40)
+    assert quiet == [low] * 80  # no reward and no bonus while it repays
+    assert ledger.excluded("a") and ledger.debt("a") == 0
+    assert ledger.streak("a") == 80  # the good rounds still count as a streak
+    after = run(ledger, [False], start=120)
+    assert after[0] > low  # the debt repaid, rewards resume
+    # Without probation the same node is back in ten rounds: what the rule prevents.
+    amnesty = ReputationLedger(CONFIG)
+    run(amnesty, [True] * 40)
+    back = run(amnesty, [False] * 10, start=40)
+    assert not amnesty.excluded("a") and back[-1] >= CONFIG.reputation_exclusion_threshold
+
+
+def test_probation_keeps_an_honest_mistake_cheap() -> None:
+    """Flagged once by mistake: two rewardless rounds, then the same recovery as before (bonus included)."""
+    ledger = ReputationLedger(PROBATION)
+    scores = run(ledger, [True, False, False, False, False])
+    assert scores[:3] == pytest.approx([0.49, 0.49, 0.49])
+    # The bonus follows the first rewarded round: the streak passed the threshold while on probation.
+    assert scores[3] == pytest.approx(0.49 + 0.05 + 0.12)
+    assert scores[4] == pytest.approx(0.49 + 0.05 + 0.12 + 0.05)
+    assert not ledger.excluded("a") and ledger.debt("a") == 0
+
+
+def test_intermittent_flags_below_the_bound_keep_a_node_in() -> None:
+    """Flagged one round in four (< 1 / (1 + 2)): the debt is repaid as it goes and the node stays included."""
+    ledger = ReputationLedger(PROBATION)
+    scores = run(ledger, [True, False, False, False] * 25)
+    assert max(ledger.debt("a"), 0) <= 2
+    assert min(scores[-8:]) >= PROBATION.reputation_exclusion_threshold
+    # One round in two (above the bound) sinks: an intermittent attacker stays out.
+    sinks = ReputationLedger(PROBATION)
+    run(sinks, [True, False] * 30)
+    assert sinks.excluded("a") and sinks.debt("a") >= 30
+
+
+def test_probation_state_round_trip_and_version_one() -> None:
+    ledger = ReputationLedger(PROBATION)
+    run(ledger, [True, True, False])
+    state = ledger.state()
+    assert state["version"] == STATE_VERSION == 2 and state["debts"] == {"a": 3}
+    again = ReputationLedger.from_state(PROBATION, json.loads(json.dumps(state)))
+    assert again.debt("a") == 3 and again.state() == state
+    # A store written before probation (version 1, no debts) still resumes, with nothing owed.
+    old = {k: v for k, v in state.items() if k != "debts"} | {"version": 1}
+    assert ReputationLedger.from_state(PROBATION, old).debt("a") == 0
+    with pytest.raises(ParameterError, match="state.debts"):
+        ReputationLedger.from_state(PROBATION, {**state, "debts": [1]})
+    with pytest.raises(ParameterError, match=r"debts\['a'\]"):
+        ReputationLedger(PROBATION, debts={"a": -1})
+    with pytest.raises(ParameterError, match="state.version"):
+        ReputationLedger.from_state(PROBATION, {**state, "version": 3})

@@ -17,6 +17,17 @@ has nothing to recover from). The penalty is multiplicative, so repeated
 offences compound while the score stays non-negative; the reward is
 additive, so even a node at 0 can earn its way back.
 
+**Probation: the record is repaid before reputation grows.** Every flagged
+round adds ``REPUTATION_PROBATION`` rounds to the node's debt; a good round
+while the node owes any repays one round and earns nothing (no reward, no
+bonus; the good streak still counts). So a node flagged forty rounds running
+must behave for eighty before its reputation moves, however quiet it has
+become: an attacker whose lie stops being visible (a sign flip once the model
+has converged) stays where its record put it, instead of earning its way back
+in a handful of rounds. Honest nodes flagged now and then by mistake repay
+their few rounds and recover as before: with probation ``p`` the debt stays
+bounded while a node is flagged in fewer than ``1 / (1 + p)`` of its rounds.
+
 Nodes missing from a round (no submission) are left alone, streak included:
 a streak counts consecutive rounds the node took part in, since absence is
 neither good nor bad behaviour.
@@ -49,7 +60,9 @@ __all__ = ["ReputationLedger", "load_ledger", "save_ledger", "STATE_KEY", "STATE
 #: Meta key under which :func:`save_ledger` stores the ledger's state.
 STATE_KEY = "reputation_state"
 #: Version of the state layout; :meth:`ReputationLedger.from_state` refuses others.
-STATE_VERSION = 1
+STATE_VERSION = 2
+#: Older state layouts :meth:`ReputationLedger.from_state` still reads (version 1 had no debts).
+READABLE_VERSIONS = (1, 2)
 
 
 def _check_node(node: Any, where: str) -> str:
@@ -58,14 +71,14 @@ def _check_node(node: Any, where: str) -> str:
     return node
 
 
-def _check_streaks(streaks: Mapping[str, Any]) -> dict[str, int]:
-    if not isinstance(streaks, Mapping):
-        raise TypeError(f"streaks: must be a mapping of node id to count, got {type(streaks).__name__}")
+def _check_counts(counts: Mapping[str, Any], name: str) -> dict[str, int]:
+    if not isinstance(counts, Mapping):
+        raise TypeError(f"{name}: must be a mapping of node id to count, got {type(counts).__name__}")
     out: dict[str, int] = {}
-    for node, count in streaks.items():
-        _check_node(node, "streaks")
+    for node, count in counts.items():
+        _check_node(node, name)
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) or int(count) < 0:
-            raise ParameterError(f"streaks[{node!r}]: must be a non-negative integer, got {count!r}")
+            raise ParameterError(f"{name}[{node!r}]: must be a non-negative integer, got {count!r}")
         out[node] = int(count)
     return out
 
@@ -86,6 +99,9 @@ class ReputationLedger:
         Nodes penalised whose recovery bonus is still to be paid.
     last_round : int, optional
         The last round applied; :meth:`update` accepts only later rounds.
+    debts : mapping of str to int, optional
+        Good rounds each node still owes before it earns reputation again
+        (probation, see the module docs), each >= 0.
 
     Raises
     ------
@@ -102,13 +118,15 @@ class ReputationLedger:
         *,
         recovering: Iterable[str] = (),
         last_round: int | None = None,
+        debts: Mapping[str, int] | None = None,
     ) -> None:
         if not isinstance(config, DefenceConfig):
             raise TypeError(f"config: must be a DefenceConfig, got {type(config).__name__}")
         self.config = config
         self._scores: dict[str, float] = check_scores(scores) if scores is not None else {}
-        self._streaks: dict[str, int] = _check_streaks(streaks) if streaks is not None else {}
+        self._streaks: dict[str, int] = _check_counts(streaks, "streaks") if streaks is not None else {}
         self._recovering: set[str] = {_check_node(node, "recovering") for node in recovering}
+        self._debts: dict[str, int] = _check_counts(debts, "debts") if debts is not None else {}
         if last_round is not None and (
             isinstance(last_round, bool) or not isinstance(last_round, int) or last_round < 0
         ):
@@ -137,6 +155,10 @@ class ReputationLedger:
     def streak(self, node: str) -> int:
         """A node's current run of consecutive good rounds."""
         return self._streaks.get(node, 0)
+
+    def debt(self, node: str) -> int:
+        """Good rounds a node still owes before it earns reputation again (its probation)."""
+        return self._debts.get(node, 0)
 
     def recovering(self, node: str) -> bool:
         """Whether a node was penalised and has not yet earned its recovery bonus."""
@@ -219,10 +241,21 @@ class ReputationLedger:
                 r *= 1.0 - c.reputation_penalty
                 self._streaks[node] = 0
                 self._recovering.add(node)
+                if c.reputation_probation > 0:
+                    self._debts[node] = self._debts.get(node, 0) + c.reputation_probation
             else:
-                r = min(1.0, r + c.reputation_reward)
                 streak = self._streaks.get(node, 0) + 1
                 self._streaks[node] = streak
+                owed = self._debts.get(node, 0)
+                if owed > 0:  # on probation: this round repays the record and earns nothing
+                    if owed == 1:
+                        del self._debts[node]
+                    else:
+                        self._debts[node] = owed - 1
+                    self._scores[node] = r
+                    out[node] = r
+                    continue
+                r = min(1.0, r + c.reputation_reward)
                 if node in self._recovering and streak >= c.behavior_recovery_threshold:
                     r = min(1.0, r + c.behavior_recovery_bonus)
                     self._recovering.discard(node)
@@ -236,13 +269,14 @@ class ReputationLedger:
     # -- persistence ---------------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Everything the ledger knows, JSON-able: scores, streaks, recovering nodes and the last round."""
+        """Everything the ledger knows, JSON-able: scores, streaks, recovering nodes, debts and the last round."""
         return {
             "version": STATE_VERSION,
             "last_round": self._last_round,
             "scores": dict(sorted(self._scores.items())),
             "streaks": dict(sorted(self._streaks.items())),
             "recovering": sorted(self._recovering),
+            "debts": dict(sorted(self._debts.items())),
         }
 
     @classmethod
@@ -256,9 +290,13 @@ class ReputationLedger:
         """
         if not isinstance(state, Mapping):
             raise ParameterError(f"state: must be a mapping, got {type(state).__name__}")
-        if state.get("version") != STATE_VERSION:
-            raise ParameterError(f"state.version: expected {STATE_VERSION}, got {state.get('version')!r}")
-        for key, kind in (("scores", Mapping), ("streaks", Mapping), ("recovering", list)):
+        version = state.get("version")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise ParameterError(f"state.version: expected one of {READABLE_VERSIONS}, got {version!r}")
+        fields: tuple[tuple[str, type], ...] = (("scores", Mapping), ("streaks", Mapping), ("recovering", list))
+        if version >= 2:
+            fields += (("debts", Mapping),)
+        for key, kind in fields:
             if not isinstance(state.get(key), kind):
                 raise ParameterError(f"state.{key}: missing or of the wrong type ({type(state.get(key)).__name__})")
         last = state.get("last_round")
@@ -270,6 +308,7 @@ class ReputationLedger:
             state["streaks"],
             recovering=state["recovering"],
             last_round=last,
+            debts=state.get("debts"),
         )
 
 
