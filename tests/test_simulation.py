@@ -214,3 +214,20 @@ def test_simulate_returns_the_summary_and_every_round(tmp_path: Path) -> None:
         zerotrustml.simulate(node=3)
     with pytest.raises(ParameterError, match=r"^nodes: must be at least 1"):
         zerotrustml.simulate(nodes=0)
+
+
+def test_the_pipeline_never_assumes_the_true_byzantine_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13, item 9: without --assumed-f the pipeline's f is its configured share of the nodes, whatever the
+    true fraction; a plain rule, whose precondition needs an f, keeps the true count; a named f always wins."""
+    for fraction in (0.0, 0.3, 0.5):
+        assert RunConfig(nodes=20, byzantine_fraction=fraction).f == 8  # 0.4 of 20, at any true fraction
+    assert RunConfig(nodes=20, byzantine_fraction=0.3, aggregator="median").f == 6
+    assert RunConfig(nodes=20, byzantine_fraction=0.3, assumed_f=2).f == 2
+    monkeypatch.setenv("ZEROTRUSTML_ASSUMED_BYZANTINE_FRACTION", "0.25")
+    assert RunConfig(nodes=20, byzantine_fraction=0.3).f == 5
+    monkeypatch.setenv("ZEROTRUSTML_ASSUMED_BYZANTINE_FRACTION", "0.5")
+    with pytest.raises(ParameterError, match="ASSUMED_BYZANTINE_FRACTION"):
+        RunConfig(nodes=20).check()  # half or more cannot be tolerated by the shared view
+    monkeypatch.delenv("ZEROTRUSTML_ASSUMED_BYZANTINE_FRACTION")
+    summary = run(RunConfig(nodes=10, rounds=2, byzantine_fraction=0.3, seed=1), tmp_path)
+    assert summary["assumed_f"] == 4 and summary["n_byzantine"] == 3

@@ -199,7 +199,13 @@ def _resume_command(data_dir: Path) -> str:
     help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
 )
 @click.option("--aggregator", type=click.Choice(defence.defence_names()), default="pipeline", show_default=True)
-@click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
+@click.option(
+    "--assumed-f",
+    type=int,
+    default=None,
+    help="f the aggregator assumes [default: the pipeline's ASSUMED_BYZANTINE_FRACTION of the nodes; for a plain "
+    "rule, the Byzantine count].",
+)
 @click.option(
     "--dataset",
     type=click.Choice(_DATASET_CHOICES),

@@ -105,6 +105,14 @@ class DefenceConfig:
             scores 0.5 exactly at its own threshold, so 0.5 flags a node that
             fails any one test.
 
+        assumed_byzantine_fraction : float, default 0.4
+            The share of a round's updates the pipeline assumes Byzantine
+            when nobody names f (``--assumed-f``): the largest share its
+            shared view claims to tolerate. A real network never knows the
+            true count, so the pipeline's f does not follow it; it sets the
+            Krum neighbourhood and the core the Krum z-score is standardised
+            on (``n - f`` lowest scores).
+
     Committee (issue 4, item 2)
         committee_size : int, default 5
             Peers drawn per round to re-score updates: an odd number, so a
@@ -155,6 +163,9 @@ class DefenceConfig:
     )
     reference_agreement_min: float = _param(0.0, -1.0, 1.0, doc="median cosine to trust the reference")
     suspicion_threshold: float = _param(0.5, 0.0, 1.0, lo_open=True, doc="suspicion at which a node is flagged")
+    assumed_byzantine_fraction: float = _param(
+        0.4, 0.0, 0.5, hi_open=True, doc="share of updates the pipeline assumes Byzantine when f is not given"
+    )
     committee_size: int = _param(5, 1, _INF, doc="peers drawn per round to re-score updates")
     committee_quality_min: float = _param(0.0, -_INF, _INF, doc="quality score a member accepts")
     reputation_initial: float = _param(0.7, 0.0, 1.0, doc="reputation of a new node")

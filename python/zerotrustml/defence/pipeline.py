@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,14 @@ def round_beacon(seed: int, round: int) -> bytes:
     from zerotrustml.holochain.admission import issue_beacon
 
     return issue_beacon(authority_key(seed), committee_seed(seed), round)
+
+
+def assumed_f(config: DefenceConfig, n: int) -> int:
+    """The f the pipeline assumes among ``n`` updates when nobody names one: ``ASSUMED_BYZANTINE_FRACTION`` of them.
+
+    Never the true count, which a real network does not know; a caller who knows f better passes it instead.
+    """
+    return int(math.floor(config.assumed_byzantine_fraction * max(int(n), 0) + 1e-9))
 
 
 def lottery_rate(config: DefenceConfig, federation_size: int) -> float:

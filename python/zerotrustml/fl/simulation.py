@@ -99,7 +99,14 @@ class RunConfig:
 
     @property
     def f(self) -> int:
-        return self.n_byzantine if self.assumed_f is None else self.assumed_f
+        """The f the aggregator assumes: ``assumed_f`` when given; else, for the pipeline, its configured share
+        of the nodes (``ASSUMED_BYZANTINE_FRACTION``, never the true count), and for a plain rule (whose
+        precondition and selection need it) the true Byzantine count."""
+        if self.assumed_f is not None:
+            return self.assumed_f
+        if self.aggregator == "pipeline":
+            return pipeline.assumed_f(DefenceConfig.load(self.defence_config), self.nodes)
+        return self.n_byzantine
 
     @property
     def effective_server_lr(self) -> float:

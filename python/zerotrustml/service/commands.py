@@ -138,7 +138,13 @@ def openapi_document() -> dict[str, Any]:
 @click.option("--model-id", default=None, help="The model id submissions carry [default: dataset-model].")
 @click.option("--max-norm", default=1e6, show_default=True, help="Norm bound every submission must meet.")
 @click.option("--aggregator", type=click.Choice(defence_names()), default="pipeline", show_default=True)
-@click.option("--assumed-f", default=0, show_default=True, help="f the aggregator assumes.")
+@click.option(
+    "--assumed-f",
+    type=int,
+    default=None,
+    help="f the aggregator assumes [default: the pipeline's ASSUMED_BYZANTINE_FRACTION of the round; 0 for a plain "
+    "rule].",
+)
 @click.option("--rounds", type=int, default=None, help="Stop after this many rounds [default: no end].")
 @click.option("--round-deadline", default=30.0, show_default=True, help="Seconds a round stays open for late nodes.")
 @click.option(
@@ -183,7 +189,7 @@ def serve(
     model_id: str | None,
     max_norm: float,
     aggregator: str,
-    assumed_f: int,
+    assumed_f: int | None,
     rounds: int | None,
     round_deadline: float,
     min_submissions: int,
@@ -348,7 +354,13 @@ def node(
 @click.option("--attack", default="sign_flip", show_default=True, help="What the Byzantine nodes send.")
 @click.option("--attack-param", multiple=True, callback=key_value, help="KEY=VALUE for the attack (repeatable).")
 @click.option("--aggregator", type=click.Choice(defence_names()), default="pipeline", show_default=True)
-@click.option("--assumed-f", type=int, default=None, help="f the aggregator assumes [default: the Byzantine count].")
+@click.option(
+    "--assumed-f",
+    type=int,
+    default=None,
+    help="f the aggregator assumes [default: the pipeline's ASSUMED_BYZANTINE_FRACTION of the nodes; for a plain "
+    "rule, the Byzantine count].",
+)
 @_training_options
 @click.option("--server-lr", type=float, default=None, help="Server learning rate [default: --lr].")
 @click.option("--round-deadline", default=10.0, show_default=True, help="Seconds a round waits for silent nodes.")

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from zerotrustml.backends import Backend, RoundRecord
-from zerotrustml.defence import decision
+from zerotrustml.defence import decision, pipeline
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, SubmissionRejected
 from zerotrustml.service import protocol
@@ -56,7 +56,7 @@ class ServiceConfig:
     """How the service decides rounds (``zerotrustml serve``'s options, one to one)."""
 
     aggregator: str = "pipeline"
-    assumed_f: int = 0
+    assumed_f: int | None = None  # None: the pipeline's configured share of the round, 0 for a plain rule
     seed: int = 0
     server_lr: float = 0.1
     rounds: int | None = None
@@ -81,7 +81,7 @@ class ServiceConfig:
             raise bad("min_submissions", f"must be at least 1 (got {self.min_submissions})")
         if self.rounds is not None and self.rounds < 1:
             raise bad("rounds", f"must be at least 1 (got {self.rounds})")
-        if self.assumed_f < 0:
+        if self.assumed_f is not None and self.assumed_f < 0:
             raise bad("assumed_f", f"must be >= 0 (got {self.assumed_f})")
         if self.admission_key is not None and len(self.admission_key) != 32:
             raise bad("admission_key", f"must be a 32-byte Ed25519 public key (got {len(self.admission_key)} bytes)")
@@ -391,6 +391,12 @@ class Federation:
                 self._open(r + 1)
             return record
 
+    def _assumed_f(self, n: int) -> int:
+        """``--assumed-f`` when given; else the pipeline's configured share of the round (0 for a plain rule)."""
+        if self.config.assumed_f is not None:
+            return self.config.assumed_f
+        return pipeline.assumed_f(self.defence_config, n) if self.config.aggregator == "pipeline" else 0
+
     def decide(self, r: int, stored: list[Submission]) -> decision.RoundDecision:
         """The decision over ``stored`` (node-id order, as the backend returns it), given the state so far."""
         return decision.decide_round(
@@ -398,7 +404,7 @@ class Federation:
             stored,
             {},
             aggregator=self.config.aggregator,
-            f=self.config.assumed_f,
+            f=self._assumed_f(len(stored)),
             seed=self.config.seed,
             dims=self.spec.dims,
             defence_config=self.defence_config,
