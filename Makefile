@@ -22,10 +22,11 @@ $(VENV)/.deps: pyproject.toml
 	touch $@
 
 # The test extra: test, lint and benchmark tools (Flower is the peer the tests and benchmarks compare with;
-# Sybil runs the examples in README.md and docs/ as tests; Schemathesis fuzzes the service), over the service extra.
+# Sybil runs the examples in README.md and docs/ as tests; Schemathesis fuzzes the service; the ray extra, for
+# `zerotrustml matrix --executor ray`), over the service extra.
 $(VENV)/.deps-test: $(VENV)/.deps-service
 	$(PY) -m pip install -q "pytest>=8" "hypothesis>=6.100" "flwr[simulation]==1.42.0" "mypy>=1.10" "ruff>=0.5" "sybil>=10,<11" \
-	    "schemathesis>=4.3,<5" "playwright>=1.50,<2"
+	    "schemathesis>=4.3,<5" "playwright>=1.50,<2" "ray[client]>=2.40,<3"
 	touch $@
 
 # The service extra (`zerotrustml serve`, `node`, `cluster`): the web framework, its server, the metrics library,

@@ -24,6 +24,7 @@ def test_make_run_installs_the_runtime_and_nothing_for_tests() -> None:
     assert _installed_by("$(VENV)/.deps") == runtime | build
     test_extra = set(project["optional-dependencies"]["test"])
     assert _installed_by("$(VENV)/.deps-test") == test_extra
+    assert set(project["optional-dependencies"]["ray"]) <= test_extra  # the Ray executor's tests run with it
     assert not test_extra & _installed_by("$(VENV)/.deps")  # `make run` installs no test tool
     assert _installed_by("$(VENV)/.deps-torch") == set(project["optional-dependencies"]["torch"])
     assert _installed_by("$(VENV)/.deps-service") == set(project["optional-dependencies"]["service"])

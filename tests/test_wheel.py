@@ -39,7 +39,7 @@ def test_the_wheel_holds_the_core_the_command_and_only_runtime_dependencies(tmp_
     requires = meta.get_all("Requires-Dist") or []
     plain = {r for r in requires if "extra ==" not in r}
     assert plain == {r.replace(" ", "") for r in project["dependencies"]} or plain == set(project["dependencies"])
-    for extra in ("service", "test", "torch", "holochain", "flower"):
+    for extra in ("service", "test", "torch", "holochain", "flower", "ray"):
         assert extra in (meta.get_all("Provides-Extra") or [])
     assert not any(tool in " ".join(plain) for tool in ("pytest", "mypy", "ruff", "fastapi", "torch"))
 

@@ -751,7 +751,27 @@ def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str)
     show_default=True,
     help="Directory for cells.jsonl, matrix.json, MATRIX.md and matrix.png; a directory holding cells resumes.",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: CPU count].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes; with --executor ray, the local Ray instance's CPUs, or on a cluster the most cells in "
+    "flight [default: CPU count; on a cluster, as many as it takes].",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(("local", "ray")),  # zerotrustml.matrix.EXECUTORS
+    default="local",
+    show_default=True,
+    help="Where the cells run: processes on this machine, or Ray tasks (pip install 'zerotrustml[ray]').",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="With --executor ray: the cluster to run on (auto, host:port or ray://host:10001; zerotrustml must be "
+    "installed on its nodes) [default: start a local Ray instance, stopped afterwards].",
+)
 @click.option("--seeds", type=int, multiple=True, help="Report seed (repeatable) [default: 101, 102, 103].")
 @click.option("--rounds", type=click.IntRange(min=1), default=None, help="Training rounds per run [default: 30].")
 @click.option("--nodes", type=click.IntRange(min=1), default=None, help="Nodes per run [default: 20].")
@@ -796,6 +816,8 @@ def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str)
 def matrix(
     out_dir: Path,
     workers: int | None,
+    executor: str,
+    ray_address: str | None,
     seeds: tuple[int, ...],
     rounds: int | None,
     nodes: int | None,
@@ -811,8 +833,9 @@ def matrix(
 ) -> None:
     """Sweep attacks x Byzantine fractions x distributions x defences x seeds.
 
-    Runs every cell in parallel processes, appending each finished cell to
-    <out>/cells.jsonl (rerun the same command to resume), then writes
+    Runs every cell in parallel processes (or as Ray tasks: --executor ray),
+    appending each finished cell to <out>/cells.jsonl (rerun the same
+    command to resume), then writes
     matrix.json, MATRIX.md (tables and the issue-4 targets for the pipeline)
     and matrix.png (TPR, FPR and accuracy-gap heatmaps).
     """
@@ -827,6 +850,15 @@ def matrix(
 
     from zerotrustml import matrix as mx
     from zerotrustml.exceptions import ValidationError as _ValidationError
+
+    if ray_address is not None and executor != "ray":
+        raise click.BadParameter(f"needs --executor ray (got --executor {executor})", param_hint="--ray-address")
+    if not summarise_only:
+        try:
+            mx.check_executor(executor, ray_address)  # Ray installed? (imported here only when chosen)
+        except _ValidationError as e:
+            field, _, message = str(e).partition(": ")
+            raise click.BadParameter(message, param_hint=f"--{field.replace('_', '-')}") from None
 
     overrides: dict[str, Any] = {}
     parsers: list[tuple[str, str, str | None, Any]] = [
@@ -876,6 +908,7 @@ def matrix(
                 f"{len(spec.defences)} defences x {len(spec.seeds)} seeds"
                 f"{', plus no-attack cells' if spec.include_clean else ''}), {spec.dataset}, {spec.nodes} nodes, "
                 f"{spec.rounds} rounds, into {out_dir}"
+                + ("" if executor == "local" else f", on Ray ({ray_address or 'a local instance'})")
             )
             with _Progress(
                 _Text("[progress.description]{task.description}"),
@@ -896,7 +929,9 @@ def matrix(
                     bar.update(task, completed=done, total=total, description=event.label or "starting")
 
                 try:
-                    result = mx.run_matrix(spec, out_dir, workers=workers, progress=on_cell)
+                    result = mx.run_matrix(
+                        spec, out_dir, workers=workers, progress=on_cell, executor=executor, ray_address=ray_address
+                    )
                 except KeyboardInterrupt:
                     console.print(f"interrupted; finished cells are in {out_dir / mx.CELLS_FILE}: rerun to resume")
                     raise click.exceptions.Exit(130) from None

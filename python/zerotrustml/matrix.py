@@ -3,8 +3,9 @@
 Every cell of the matrix is one simulated run (:func:`zerotrustml.fl.simulation.run`)
 of the base configuration with one attack, one Byzantine fraction, one data
 distribution, one defence and one seed. :func:`run_matrix` runs the cells in
-parallel processes and appends each finished cell to ``cells.jsonl`` as soon
-as it is done, so an interrupted matrix resumes where it stopped;
+parallel processes (or as tasks on Ray, see :data:`EXECUTORS`) and appends each
+finished cell to ``cells.jsonl`` as soon as it is done, so an interrupted
+matrix resumes where it stopped;
 :func:`summarise` averages the cells over the seeds and writes ``matrix.json``,
 ``MATRIX.md`` (one table per distribution and the issue-4 targets for the full
 pipeline) and ``matrix.png`` (heatmaps of TPR, FPR and accuracy gap).
@@ -62,6 +63,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import itertools
 import json
 import logging
 import math
@@ -70,6 +73,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -84,7 +88,9 @@ from zerotrustml.fl import attacks, data, models, partition
 from zerotrustml.fl.simulation import RunConfig
 
 __all__ = [
+    "EXECUTORS",
     "PIPELINE",
+    "RAY_INSTALL_HINT",
     "REPORT_SEEDS",
     "TUNING_SEEDS",
     "AttackCase",
@@ -94,6 +100,7 @@ __all__ = [
     "MatrixSpec",
     "ProgressCallback",
     "available_defences",
+    "check_executor",
     "defence_settings",
     "default_attacks",
     "distribution_label",
@@ -752,6 +759,143 @@ class MatrixRun:
     out_dir: Path
 
 
+#: Where :func:`run_matrix` runs the cells: ``local`` (a pool of spawned processes on this machine, the default)
+#: or ``ray`` (Ray tasks, on a local Ray instance or a cluster; the ``ray`` extra).
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+#: How to get Ray for ``executor="ray"``.
+RAY_INSTALL_HINT = "pip install 'zerotrustml[ray]'"
+
+#: ``ray_address`` values that start a local Ray instance rather than connect to a cluster.
+_RAY_LOCAL = (None, "local")
+
+#: A cell to run: its configuration (what the worker gets) and its record (what :func:`run_matrix` writes).
+_Job = tuple[dict[str, Any], dict[str, Any]]
+
+
+def _import_ray() -> Any:
+    """Ray, imported on first use; ``ParameterError`` naming the option and the install hint if it is missing."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError as e:
+        raise ParameterError(f"executor: 'ray' needs Ray, which is not installed ({e}); {RAY_INSTALL_HINT}") from None
+
+
+def check_executor(executor: str, ray_address: str | None = None) -> None:
+    """Raise ``ParameterError`` naming the field if :func:`run_matrix` cannot run cells this way.
+
+    Parameters
+    ----------
+    executor : str
+        One of :data:`EXECUTORS`.
+    ray_address : str, optional
+        Only with ``executor="ray"``; see :func:`run_matrix`.
+
+    Raises
+    ------
+    ParameterError
+        An unknown executor; ``ray_address`` without ``executor="ray"`` or
+        empty; Ray not installed (the message gives :data:`RAY_INSTALL_HINT`);
+        ``ray_address`` given while this process is already connected to Ray.
+    """
+    if executor not in EXECUTORS:
+        raise ParameterError(f"executor: unknown name {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if ray_address is not None and executor != "ray":
+        raise ParameterError(f"ray_address: only with executor='ray' (got executor={executor!r})")
+    if ray_address is not None and not ray_address.strip():
+        raise ParameterError("ray_address: must not be empty (None or 'local' starts a local Ray instance)")
+    if executor == "ray":
+        ray = _import_ray()
+        if ray_address is not None and ray.is_initialized():
+            raise ParameterError(
+                f"ray_address: this process is already connected to Ray, so {ray_address!r} cannot be used; "
+                "pass None to run the cells on that connection"
+            )
+
+
+def _run_local(jobs: Sequence[_Job], finish: Callable[[dict[str, Any]], None], workers: int | None) -> None:
+    """Run ``jobs`` in a pool of spawned processes, calling ``finish`` with each record as its cell ends."""
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    # spawn, not fork: threads of the parent (rayon's pool, a progress bar) do not survive a fork.
+    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures: dict[Future[dict[str, Any]], dict[str, Any]] = {
+            pool.submit(_run_cell, config_json): record for config_json, record in jobs
+        }
+        for fut in as_completed(futures):
+            try:
+                result = fut.result()
+            except Exception as e:  # a worker died (out of memory, killed)
+                result = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+            finish({**futures[fut], **result})
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_failure(ray: Any, error: Exception) -> str:
+    """An error record's reason for a Ray task that raised or whose worker died."""
+    cause = getattr(error, "cause", None) if isinstance(error, ray.exceptions.RayTaskError) else None
+    if isinstance(cause, BaseException):  # the task's own exception, without Ray's wrapper and traceback text
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _run_ray(
+    jobs: Sequence[_Job],
+    finish: Callable[[dict[str, Any]], None],
+    workers: int | None,
+    address: str | None,
+) -> None:
+    """Run ``jobs`` as Ray tasks, calling ``finish`` with each record as its cell ends (see :func:`run_matrix`)."""
+    ray = _import_ray()
+    opened = not ray.is_initialized()
+    if not opened:  # the caller's connection: used as it is, and left open
+        limit = workers or len(jobs)
+    elif address in _RAY_LOCAL:
+        limit = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+        _ray_init(ray, address="local", num_cpus=limit, include_dashboard=False)
+    else:
+        limit = workers or len(jobs)
+        try:
+            _ray_init(ray, address=address)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+            raise ParameterError(f"ray_address: cannot connect to Ray at {address!r}: {e}") from None
+    # One CPU per cell, as a local worker process; no retries: a cell whose worker dies is an error record,
+    # retried by the next call, as with the local pool.
+    task = ray.remote(num_cpus=1, max_retries=0)(_run_cell)
+    pending: dict[Any, dict[str, Any]] = {}
+    queue = iter(jobs)
+    try:
+        while True:
+            # At most `limit` cells in flight: on a cluster, --workers caps this matrix's share of it.
+            for config_json, record in itertools.islice(queue, limit - len(pending)):
+                pending[task.remote(config_json)] = record
+            if not pending:
+                break
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            record = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as e:  # the task raised, or its worker died (out of memory, killed, node lost)
+                result = {"status": "error", "reason": _ray_failure(ray, e)}
+            finish({**record, **result})
+    finally:
+        for ref in pending:  # interrupted: the unfinished cells stay unfinished (the next call runs them)
+            try:
+                ray.cancel(ref, force=True)
+            except Exception as e:  # the connection may be gone already
+                log.debug("could not cancel a Ray task: %s", e)
+        if opened:
+            ray.shutdown()  # stops the local instance we started, or closes our connection to a cluster
+
+
+def _ray_init(ray: Any, **kwargs: Any) -> None:
+    with warnings.catch_warnings():
+        # Ray's tip about GPU environment variables: the cells use no GPU.
+        warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
+        ray.init(logging_level=logging.WARNING, **kwargs)
+
+
 def _run_cell(config_json: dict[str, Any]) -> dict[str, Any]:
     """Worker: run one cell in a temporary store; never raises (errors come back as a record)."""
     from zerotrustml.fl.simulation import run
@@ -832,6 +976,8 @@ def run_matrix(
     *,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> MatrixRun:
     """Run every unfinished cell of ``spec``, appending each to ``out_dir/cells.jsonl`` as it finishes.
 
@@ -845,10 +991,28 @@ def run_matrix(
         ``errors.jsonl`` (cells that raised).
     workers : int, optional
         Worker processes (default: ``os.cpu_count()``); each cell runs in a
-        temporary store that is deleted after it.
+        temporary store that is deleted after it. With ``executor="ray"``:
+        the CPUs of the local Ray instance started here, or on a cluster the
+        most cells in flight at once (default: all of them, as the cluster's
+        CPUs allow).
     progress : callable, optional
         Called with a :class:`CellProgress` once before any work
         (``status="start"``) and once per cell finished by this call.
+    executor : {"local", "ray"}
+        ``"local"`` (default): a pool of processes on this machine.
+        ``"ray"``: each cell is a Ray task (one CPU, no retries) running the
+        same worker function; needs the ``ray`` extra
+        (``pip install 'zerotrustml[ray]'``). Records, files, progress calls
+        and resuming are the same either way.
+    ray_address : str, optional
+        Only with ``executor="ray"``. ``None`` or ``"local"``: start a local
+        Ray instance with ``workers`` CPUs, shut down when the cells are done.
+        Anything else is passed to ``ray.init(address=...)``: ``"auto"``, a
+        head node's ``host:port``, or a Ray Client address
+        ``ray://host:10001``; the connection is closed afterwards, the cluster
+        is left running. If this process is already connected to Ray
+        (``ray.is_initialized()``), pass ``None``: the cells run on that
+        connection, which is left open.
 
     Returns
     -------
@@ -858,16 +1022,27 @@ def run_matrix(
     Raises
     ------
     ParameterError
-        A bad specification (nothing runs).
+        A bad specification, executor or ``ray_address``, or Ray missing
+        (nothing runs; see :func:`check_executor`); a cluster that cannot be
+        reached (``ray_address``).
 
     Notes
     -----
     Workers are spawned, not forked (the Rust kernels' thread pool and a
     progress bar's thread do not survive a fork), so a script that calls this
     must guard its entry point with ``if __name__ == "__main__":``. Cells are
-    independent runs, so their results do not depend on ``workers``.
+    independent runs, so their results do not depend on ``workers`` or on
+    the executor.
+
+    Ray runs the cells with the interpreter and packages of the process that
+    started it, so a local instance needs nothing more. On a cluster, every
+    node must have ``zerotrustml`` installed (the same version, with its
+    compiled extension) and the data the cells read: no code is shipped to
+    the nodes. Ray is imported only when ``executor="ray"`` is chosen, and
+    started only if some cell is left to run.
     """
     spec.validate()
+    check_executor(executor, ray_address)
     settings = defence_settings(spec.defence_config)
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -926,22 +1101,11 @@ def run_matrix(
             continue
         runnable.append((cell, config, record))
 
-    if runnable:
-        n_workers = max(1, min(workers or os.cpu_count() or 1, len(runnable)))
-        # spawn, not fork: threads of the parent (rayon's pool, a progress bar) do not survive a fork.
-        pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            futures: dict[Future[dict[str, Any]], dict[str, Any]] = {
-                pool.submit(_run_cell, config.to_json()): record for _, config, record in runnable
-            }
-            for fut in as_completed(futures):
-                try:
-                    result = fut.result()
-                except Exception as e:  # a worker died (out of memory, killed)
-                    result = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
-                finish({**futures[fut], **result})
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    jobs = [(config.to_json(), record) for _, config, record in runnable]
+    if jobs and executor == "ray":
+        _run_ray(jobs, finish, workers, ray_address)
+    elif jobs:
+        _run_local(jobs, finish, workers)
 
     elapsed = time.perf_counter() - t0
     log.info(
