@@ -12,9 +12,16 @@ on its own held-out data, then pooled five ways:
 - ``committee median`` / ``committee trimmed``: ``COMMITTEE_SIZE`` members drawn at random each round,
   Byzantine members lying as the simulator's do (reject and score -1 every honest update, accept their
   accomplices); pooled by the median, or by a 20% trimmed mean after clipping each score to four times
-  the round's typical magnitude.
+  the round's typical magnitude;
+- ``one member, by class`` / ``honest median, by class``: the own-data evidence of
+  :mod:`zerotrustml.defence.owndata` (each update's worst robust z over the classes the member holds, from
+  the gradients of the member's per-class loss on its own training data), for one member and pooled by the
+  honest members' median;
+- ``one member, by class, over rounds``: one member's by-class scores of each node summed over the rounds so
+  far, over the square root of the number of rounds (evidence across rounds).
 
     .venv/bin/python scripts/committee_evidence.py            # the scenarios below, seeds 1-2 (~5 min)
+    .venv/bin/python scripts/committee_evidence.py label_flip # only the scenarios of these attacks
 """
 
 from __future__ import annotations
@@ -40,7 +47,18 @@ SCENARIOS = (
     ("adaptive", 0.4, "dirichlet", 0.1),
 )
 SEEDS = (1, 2)
-WAYS = ("pooled data", "honest mean", "honest median", "one member", "committee median", "committee trimmed")
+WAYS = (
+    "pooled data",
+    "honest mean",
+    "honest median",
+    "one member",
+    "committee median",
+    "committee trimmed",
+    "one member, by class",
+    "honest median, by class",
+    "one member, by class, over rounds",
+)
+PER_MEMBER = ("one member", "one member, by class", "one member, by class, over rounds")
 F64 = npt.NDArray[np.float64]
 
 
@@ -53,7 +71,7 @@ def auc(honest: F64, byzantine: F64) -> float:
 def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, float]]:
     """One run of the pipeline, every round re-scored by every node; AUC per way of pooling."""
     from zerotrustml import aggregators
-    from zerotrustml.defence import pipeline
+    from zerotrustml.defence import owndata, pipeline
     from zerotrustml.fl import simulation
 
     attack, fraction, dist, alpha, seed = spec
@@ -68,9 +86,14 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
         def _votes(self, s: Any, r: int, theta: Any, members: Any, subs: Any) -> Any:
             rows = [np.asarray(sub.values, dtype=np.float64) for sub in subs]
             scores = np.full((len(s.node_ids), len(subs)), np.nan)
+            by_class = np.full((len(s.node_ids), len(subs)), np.nan)
+            floor = s.defence_config.similarity_mad_floor
             for i, (m, nd) in enumerate(zip(s.node_ids, s.nodes, strict=True)):
                 scores[i] = pipeline.contributions(s.model, theta, rows, self.config.lr, nd.x_holdout, nd.y_holdout)
-                scores[i, [j for j, sub in enumerate(subs) if sub.node_id == m]] = np.nan
+                by_class[i] = owndata.own_data_scores(s.model, theta, rows, nd.x_train, nd.y_train, mad_floor=floor)
+                own = [j for j, sub in enumerate(subs) if sub.node_id == m]
+                scores[i, own] = np.nan
+                by_class[i, own] = np.nan
             honest = [i for i, nid in enumerate(s.node_ids) if nid not in s.byzantine]
             x = np.concatenate([s.nodes[i].x_holdout for i in honest])
             y = np.concatenate([s.nodes[i].y_holdout for i in honest])
@@ -78,6 +101,7 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
                 {
                     "round": r,
                     "scores": scores,
+                    "by_class": by_class,
                     "pooled": pipeline.contributions(s.model, theta, rows, self.config.lr, x, y),
                     "byz": np.array([sub.node_id in s.byzantine for sub in subs]),
                     "member_byz": np.array([nid in s.byzantine for nid in s.node_ids]),
@@ -93,10 +117,15 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
         Probe(config, tmp, metrics_path=Path(tmp) / "m.jsonl").run()
     k = captured["setup"].defence_config.committee_size
     rng = np.random.default_rng(seed)
-    got: dict[str, tuple[list[float], list[float]]] = {w: ([], []) for w in WAYS if w != "one member"}
-    per_member: dict[int, tuple[list[float], list[float]]] = {}
-    for rd in rounds[1:]:  # round 0 has no history; all rounds after it count
+    got: dict[str, tuple[list[float], list[float]]] = {w: ([], []) for w in WAYS if w not in PER_MEMBER}
+    per_member: dict[str, dict[int, tuple[list[float], list[float]]]] = {w: {} for w in PER_MEMBER}
+    # Over rounds: each member's running sum of its by-class scores of each node, over sqrt(rounds seen).
+    running = np.zeros_like(rounds[0]["by_class"])
+    for t, rd in enumerate(rounds[1:], start=1):  # round 0 has no history; all rounds after it count
         q, byz, mbyz = rd["scores"], rd["byz"], rd["member_byz"]
+        qc = rd["by_class"]
+        running = running + np.nan_to_num(np.clip(qc, -10, 10))
+        acc = np.where(np.isnan(qc), np.nan, running / np.sqrt(t))
         honest_rows = q[~mbyz]
         lied = np.where(byz, 0.05, -1.0)
         members = rng.choice(q.shape[0], size=min(k, q.shape[0]), replace=False)
@@ -109,6 +138,7 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
             "honest median": np.nanmedian(honest_rows, axis=0),
             "committee median": np.nanmedian(cmte, axis=0),
             # One column per update; trim 20% of its votes per side (the core rule; n > 2f always holds).
+            "honest median, by class": np.nanmedian(qc[~mbyz], axis=0),
             "committee trimmed": np.array(
                 [
                     aggregators.trimmed_mean(v[:, None], int(0.2 * v.size)).vector[0]
@@ -120,17 +150,20 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
             got[w][0].extend(v[~byz])
             got[w][1].extend(v[byz])
         for m in np.flatnonzero(~mbyz):
-            ok = ~np.isnan(q[m])
-            h, b = per_member.setdefault(int(m), ([], []))
-            h.extend(q[m][ok & ~byz])
-            b.extend(q[m][ok & byz])
+            for w, mat in zip(PER_MEMBER, (q, qc, acc), strict=True):
+                ok = ~np.isnan(mat[m])
+                h, b = per_member[w].setdefault(int(m), ([], []))
+                h.extend(mat[m][ok & ~byz])
+                b.extend(mat[m][ok & byz])
     out = {w: auc(np.array(h), np.array(b)) for w, (h, b) in got.items()}
-    out["one member"] = float(np.median([auc(np.array(h), np.array(b)) for h, b in per_member.values()]))
+    for w in PER_MEMBER:
+        out[w] = float(np.median([auc(np.array(h), np.array(b)) for h, b in per_member[w].values()]))
     return f"{attack} @{fraction} {dist}" + (f"({alpha})" if dist == "dirichlet" else "") + f" seed {seed}", out
 
 
 def main() -> None:
-    specs = [(*s, seed) for s, seed in itertools.product(SCENARIOS, SEEDS)]
+    chosen = [s for s in SCENARIOS if not sys.argv[1:] or s[0] in sys.argv[1:]]
+    specs = [(*s, seed) for s, seed in itertools.product(chosen, SEEDS)]
     print("AUC (honest above Byzantine) by way of pooling the members' scores", file=sys.stderr)
     print("| scenario | " + " | ".join(WAYS) + " |")
     print("|---|" + "---|" * len(WAYS))

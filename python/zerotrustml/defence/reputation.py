@@ -17,16 +17,18 @@ has nothing to recover from). The penalty is multiplicative, so repeated
 offences compound while the score stays non-negative; the reward is
 additive, so even a node at 0 can earn its way back.
 
-**Probation: the record is repaid before reputation grows.** Every flagged
-round adds ``REPUTATION_PROBATION`` rounds to the node's debt; a good round
-while the node owes any repays one round and earns nothing (no reward, no
-bonus; the good streak still counts). So a node flagged forty rounds running
-must behave for eighty before its reputation moves, however quiet it has
-become: an attacker whose lie stops being visible (a sign flip once the model
-has converged) stays where its record put it, instead of earning its way back
-in a handful of rounds. Honest nodes flagged now and then by mistake repay
-their few rounds and recover as before: with probation ``p`` the debt stays
-bounded while a node is flagged in fewer than ``1 / (1 + p)`` of its rounds.
+**Probation: a run of flags is repaid before reputation grows.** Every
+flagged round that follows a flagged round (no good round between; absent
+rounds do not count) adds ``REPUTATION_PROBATION`` rounds to the node's debt;
+a good round while the node owes any repays one round and earns nothing (no
+reward, no bonus; the good streak still counts). So a node flagged forty
+rounds running must behave for seventy-eight before its reputation moves,
+however quiet it has become: an attacker whose lie stops being visible (a
+sign flip once the model has converged) stays where its record put it,
+instead of earning its way back in a handful of rounds. An isolated flag, the
+usual mistake about an honest node, costs no probation at all; a node flagged
+every other round owes nothing either, and sinks below the exclusion
+threshold by the penalty alone.
 
 Nodes missing from a round (no submission) are left alone, streak included:
 a streak counts consecutive rounds the node took part in, since absence is
@@ -238,10 +240,12 @@ class ReputationLedger:
         for node, bad in verdicts.items():
             r = self.score(node)
             if bad:
+                # Flagged in its last round too (no good round since a flag): the record grows a run.
+                repeat = node in self._recovering and self._streaks.get(node, 0) == 0
                 r *= 1.0 - c.reputation_penalty
                 self._streaks[node] = 0
                 self._recovering.add(node)
-                if c.reputation_probation > 0:
+                if repeat and c.reputation_probation > 0:
                     self._debts[node] = self._debts.get(node, 0) + c.reputation_probation
             else:
                 streak = self._streaks.get(node, 0) + 1
