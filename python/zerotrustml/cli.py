@@ -242,6 +242,12 @@ def _resume_command(data_dir: Path) -> str:
     help="Attackers see the honest updates of the round.",
 )
 @click.option("--colluding/--no-colluding", default=True, show_default=True, help="Attackers coordinate.")
+@click.option(
+    "--personal-view",
+    is_flag=True,
+    help="Every honest agent also keeps its own model, stepped with the updates its own evidence and the agents "
+    "it trusts vouch for; the summary reports their accuracy (mean, worst, best).",
+)
 @click.option("--max-norm", default=1e6, show_default=True, help="Norm bound every submission must meet.")
 @click.option(
     "--backend",
@@ -468,6 +474,9 @@ def run(
     ):
         value = summary.get(key)
         table.add_row(key, "n/a" if value is None else fmt.format(value))
+    own = summary.get("personal_accuracy")
+    if own is not None:
+        table.add_row("personal_accuracy", f"mean {own['mean']:.4f}, worst {own['min']:.4f}, best {own['max']:.4f}")
     console.print(table)
     swap = summary.get("swap")
     if swap is not None:

@@ -43,7 +43,7 @@ from zerotrustml.backends import BACKENDS, Backend, RoundRecord, StoreError, ope
 from zerotrustml.backends.embedded import EmbeddedStore
 from zerotrustml.backends.holochain import HolochainBackend
 from zerotrustml.backends.hotswap import HotSwapBackend, SwapError, SwapReport
-from zerotrustml.defence import committee, detection, pipeline, proofs
+from zerotrustml.defence import committee, detection, personal, pipeline, proofs
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.defence.decision import RoundDecision, decide_round
 from zerotrustml.defence.reputation import ReputationLedger
@@ -92,6 +92,7 @@ class RunConfig:
     max_norm: float = 1e6
     attack_params: Mapping[str, float | str] = field(default_factory=dict)
     defence_config: str | None = None
+    personal_view: bool = False
 
     @property
     def n_byzantine(self) -> int:
@@ -115,6 +116,9 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["attack_params"] = dict(self.attack_params)
+        if not self.personal_view:
+            # Written only when on: stores and matrix cells from before the option stay the same run.
+            del d["personal_view"]
         return d
 
     def check(self) -> None:
@@ -207,15 +211,22 @@ class _State:
     previous: F32 | None
     mimic_target: int | None
     ledger: dict[str, Any] | None = None
+    # The personal view (RunConfig.personal_view): each honest agent's own model and memory of its peers.
+    personal: dict[str, F32] | None = None
+    views: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "reference": _b64(self.reference),
             "velocity": _b64(self.velocity),
             "reference_velocity": _b64(self.reference_velocity),
             "mimic_target": self.mimic_target,
             "ledger": self.ledger,
         }
+        if self.personal is not None:
+            out["personal"] = {nid: _b64(v) for nid, v in sorted(self.personal.items())}
+            out["views"] = self.views
+        return out
 
 
 @dataclass
@@ -481,7 +492,12 @@ class Simulation:
             await backend.put_meta("run", c.to_json())
             theta = s.model.init(c.seed)
             zero = np.zeros_like(theta)
-            return 0, _State(theta, theta.copy(), zero, zero.copy(), None, None)
+            own_models = None
+            views = None
+            if c.personal_view:
+                own_models = {n: theta.copy() for n in s.node_ids if n not in s.byzantine}
+                views = {n: personal.PersonalView(n).state() for n in s.node_ids}
+            return 0, _State(theta, theta.copy(), zero, zero.copy(), None, None, None, own_models, views)
         rec = await backend.get_round_record(last)
         if rec is None:
             raise StoreError(f"store {self.data_dir}: round {last} is listed but has no record")
@@ -494,6 +510,8 @@ class Simulation:
             previous=np.asarray(rec.aggregate, np.float32),
             mimic_target=state.get("mimic_target"),
             ledger=state.get("ledger"),
+            personal=None if "personal" not in state else {k: _unb64(v) for k, v in state["personal"].items()},
+            views=state.get("views"),
         )
 
     async def _round(
@@ -508,7 +526,13 @@ class Simulation:
 
         # Train every node on the global model (attacks included in the stage).
         t0 = time.perf_counter()
-        trained = self._train(s, r, st.theta, s.node_ids)
+        if st.personal is None:
+            trained = self._train(s, r, st.theta, s.node_ids)
+        else:
+            # With the personal view every honest agent trains its own model; the attackers train the shared one.
+            trained = self._train(s, r, st.theta, byz_ids)
+            for nid in honest_ids:
+                trained.update(self._train(s, r, st.personal[nid], [nid]))
         updates = {nid: g for nid, (g, _) in trained.items()}
         losses = {nid: loss for nid, (_, loss) in trained.items()}
         mimic_target = st.mimic_target
@@ -600,8 +624,12 @@ class Simulation:
         theta = (st.theta - c.effective_server_lr * velocity).astype(np.float32)
         times["aggregate"] += time.perf_counter() - t0
 
-        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target, ledger_state)
+        own_models, views = self._personal_step(s, st, stored, unreachable)
+        new = _State(theta, reference, velocity, ref_velocity, aggregate, mimic_target, ledger_state, own_models, views)
         metrics = self._evaluate(s, r, theta, reference, flagged_ids, len(rejected))
+        if own_models is not None:
+            acc = [s.model.accuracy(p, s.dataset.x_test, s.dataset.y_test) for p in own_models.values()]
+            metrics["personal_accuracy"] = {"mean": float(np.mean(acc)), "min": min(acc), "max": max(acc)}
         metrics["train_loss"] = float(np.mean([losses[n] for n in honest_ids]))
         for stage in STAGES[:-1]:
             metrics[f"{stage}_ms"] = times[stage] * 1e3
@@ -632,6 +660,49 @@ class Simulation:
         # Wall time of the whole round, training and the honest-only reference model included.
         metrics["round_ms"] = (time.perf_counter() - t_round) * 1e3
         return new, metrics
+
+    def _personal_step(
+        self,
+        s: _Setup,
+        st: _State,
+        stored: Sequence[Submission],
+        unreachable: Mapping[str, str],
+    ) -> tuple[dict[str, F32] | None, dict[str, dict[str, Any]] | None]:
+        """The personal view of the round (:mod:`zerotrustml.defence.personal`): every agent publishes its
+        evidence on what the store holds (honest agents score it on their own data at their own models;
+        Byzantine agents lie: colluders vouch for each other and against everyone else), and each honest agent
+        steps its own model with the updates reached from its own evidence."""
+        if st.personal is None or st.views is None:
+            return None, None
+        c = self.config
+        ids = [sub.node_id for sub in stored]
+        rows = np.stack([np.asarray(sub.values, dtype=np.float32) for sub in stored]) if stored else None
+        counts = [sub.example_count for sub in stored]
+        index = {nid: i for i, nid in enumerate(s.node_ids)}
+        views = {nid: personal.PersonalView.from_state(state) for nid, state in st.views.items()}
+        if rows is not None:
+            for nid, view in views.items():
+                if nid in unreachable:
+                    continue
+                if nid in s.byzantine:
+                    lie = personal.SCORE_CLIP
+                    view.remember({u: lie if c.colluding and u in s.byzantine else -lie for u in ids})
+                else:
+                    nd = s.nodes[index[nid]]
+                    scores = personal.evidence_scores(
+                        ids, rows, model=s.model, params=st.personal[nid], x=nd.x_train, y=nd.y_train
+                    )
+                    view.remember(scores)
+        trust = {nid: view.trust for nid, view in views.items()}
+        models_out: dict[str, F32] = {}
+        for nid, theta_v in st.personal.items():
+            if rows is not None and nid not in unreachable:
+                kept = personal.reach(nid, trust, ids, personal.MIN_TRUST, personal.MIN_VOUCHERS, personal.VETO)
+                at = [ids.index(u) for u in kept]
+                step = personal.personal_aggregate(rows[at], [counts[i] for i in at], s.defence_config.aggregation_clip)
+                theta_v = (theta_v - c.effective_server_lr * step).astype(np.float32)
+            models_out[nid] = theta_v
+        return models_out, {nid: view.state() for nid, view in views.items()}
 
     def _start_swap(self, backend: Backend, s: _Setup, r: int) -> asyncio.Task[SwapReport] | None:
         """At the swap round, start moving to the target while this round's writers submit."""
@@ -923,6 +994,9 @@ class Simulation:
             "metrics_path": str(self.metrics_path),
             "elapsed_s": elapsed,
         }
+        if "personal_accuracy" in last:
+            # The honest agents' own models at the end: mean, worst and best over the agents.
+            summary["personal_accuracy"] = last["personal_accuracy"]
         for stage in STAGES + DHT_STAGES:
             if stage in DHT_STAGES and f"{stage}_ms" not in last:
                 continue

@@ -1,0 +1,83 @@
+"""The personal view's rules: evidence from an agent's own data, trust flowing out from it, vetoes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zerotrustml.defence import personal
+from zerotrustml.exceptions import ParameterError
+from zerotrustml.fl.models import SoftmaxRegression, local_update
+
+
+def test_own_data_scores_honest_updates_up_and_negated_ones_down() -> None:
+    rng = np.random.default_rng(0)
+    model = SoftmaxRegression(6, 3)
+    theta = model.init(0)
+    centres = np.eye(3, 6) * 3
+    x = np.concatenate([centres[c] + rng.normal(size=(40, 6)) for c in range(3)])
+    y = np.repeat(np.arange(3), 40)
+    rows = []
+    for _ in range(4):
+        part = rng.permutation(len(y))[:60]
+        g, _ = local_update(model, theta, x[part], y[part], steps=2, lr=0.1, batch_size=None, rng=rng)
+        rows.append(g)
+    rows.append(-rows[0])  # a sign flip
+    rows.append(rng.normal(size=model.dims).astype(np.float32) * float(np.linalg.norm(rows[0])))  # noise
+    ids = ["a", "b", "c", "d", "flip", "noise"]
+    s = personal.evidence_scores(ids, np.stack(rows), model=model, params=theta, x=x[:50], y=y[:50])
+    assert min(s[i] for i in "abcd") > 0.3 and s["flip"] < -0.3 and abs(s["noise"]) < 0.3
+    assert all(-personal.SCORE_CLIP <= v <= personal.SCORE_CLIP for v in s.values())
+    with pytest.raises(ParameterError, match="updates"):
+        personal.evidence_scores(ids[:2], np.stack(rows), model=model, params=theta, x=x, y=y)
+
+
+def test_colluders_vouching_for_each_other_are_never_reached() -> None:
+    """The attack on the rule: 12 colluders out of 20 vouch for each other at the clip and distrust everyone
+    else. The honest agents' evidence never vouches for them, so they stay outside every honest agent's view."""
+    honest = [f"h{i}" for i in range(8)]
+    byz = [f"b{i}" for i in range(12)]
+    trust: dict[str, dict[str, float]] = {}
+    for h in honest:
+        trust[h] = {u: 0.4 for u in honest if u != h} | {b: -0.1 for b in byz}
+    for b in byz:
+        trust[b] = {u: 3.0 for u in byz if u != b} | {h: -3.0 for h in honest}
+    for h in honest:
+        assert personal.reach(h, trust, honest + byz) == honest
+
+
+def test_trust_flows_out_through_vouchers_and_one_kept_veto_blocks() -> None:
+    # me vouches for a1 and a2; they both vouch for c (which me has no evidence on), so c is reached; d has one
+    # voucher only; e is vouched by both but a kept agent distrusts it.
+    trust = {
+        "me": {"a1": 0.5, "a2": 0.2},
+        "a1": {"c": 0.3, "d": 0.3, "e": 0.4},
+        "a2": {"c": 0.1, "e": 0.4},
+        "c": {"e": -0.9},
+    }
+    present = ["me", "a1", "a2", "c", "d", "e", "stranger"]
+    assert personal.reach("me", trust, present) == ["me", "a1", "a2", "c"]
+    assert personal.reach("me", trust, present, min_vouchers=1) == ["me", "a1", "a2", "c", "d"]  # e: vetoed by c
+    assert personal.reach("me", trust, present, veto=1.0) == ["me", "a1", "a2", "c", "e"]
+    # Absent this round: neither kept nor a voucher.
+    assert personal.reach("me", trust, ["me", "a1", "c", "e"]) == ["me", "a1"]
+
+
+def test_trust_is_a_decaying_memory_and_round_trips() -> None:
+    view = personal.PersonalView("me", decay=0.5)
+    view.remember({"me": 3.0, "p": 1.0})
+    view.remember({"p": -1.0, "q": 2.0})
+    assert view.trust == {"p": pytest.approx(-0.25), "q": pytest.approx(1.0)}
+    again = personal.PersonalView.from_state(view.state(), decay=0.5)
+    assert again.trust == view.trust and again.me == "me"
+    with pytest.raises(ParameterError, match="decay"):
+        personal.PersonalView("me", decay=1.0)
+    with pytest.raises(ParameterError, match="state.trust"):
+        personal.PersonalView.from_state({"me": "x"})
+
+
+def test_personal_aggregate_clips_and_weighs_by_capped_counts() -> None:
+    rows = np.array([[1.0, 0.0], [0.0, 1.0], [100.0, 0.0]])
+    out = personal.personal_aggregate(rows, [1, 1, 1], clip=2.0)
+    assert out == pytest.approx(np.array([(1 + 1.0 * 2) / 3, 1 / 3]), rel=1e-6)  # the long row clipped to 2
+    assert personal.personal_aggregate(np.zeros((0, 2)), [], clip=2.0).tolist() == [0.0, 0.0]
