@@ -13,6 +13,7 @@ import pytest
 from zerotrustml.defence import committee, pipeline, proofs
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.defence.reputation import ReputationLedger
+from zerotrustml.exceptions import ParameterError
 from zerotrustml.fl import models
 from zerotrustml.fl.simulation import RunConfig, run
 from zerotrustml.validation import Submission
@@ -157,3 +158,52 @@ def test_run_summary_records_the_defence_configuration(tmp_path: Path) -> None:
     assert s["defence_config"]["reputation_penalty"] == 0.5
     row = json.loads((tmp_path / "d" / "run.jsonl").read_text().splitlines()[0])
     assert set(row["verdicts"].values()) <= {"TP", "FP", "FN", "TN"}
+
+
+def test_each_stage_switch_turns_exactly_its_stage_off() -> None:
+    """The ablation switches (issue 13, item 7): each one removes its stage and nothing else."""
+    subs, keys, model, params = _round(n=8)
+    ring = proofs.KeyRing()
+    for nid, k in keys.items():
+        ring.register(nid, k.verify_key)
+    rng = np.random.default_rng(1)
+    base = np.asarray(subs[0].values)
+    scale = float(np.linalg.norm(base)) / np.sqrt(base.size)
+    for i, sub in enumerate(subs):  # honest nodes differ (own data): no two updates are near-duplicates
+        values = (base + rng.normal(scale=0.3 * scale, size=base.size)).astype(np.float32)
+        if i == 3:
+            values = (-4 * base).astype(np.float32)  # a scaled sign flip: similarity's case
+        key = keys[sub.node_id]
+        proof = proofs.EdgeProofGenerator(key).prove(
+            model, params, values, np.zeros((4, 5), np.float32), np.zeros(4, np.int64), node_id=sub.node_id, round=0,
+            lr=0.1,
+        )  # fmt: skip
+        subs[i] = Submission.create(sub.node_id, 0, "m", values, 40, proof=proof.to_json())
+    subs[1] = dataclasses.replace(subs[1], proof={})  # a missing proof: the proof stage's case
+
+    def decide(**switches: int) -> Any:
+        config = DefenceConfig(**switches)
+        ledger = ReputationLedger(config)
+        verdict = pipeline.run_round(
+            0, subs, config=config, keys=ring, ledger=ledger, votes=lambda m, s: [], seed=1, f=2, previous=None,
+            committee_rate=1.0,
+        )  # fmt: skip
+        return verdict, ledger
+
+    full, ledger = decide()
+    assert {"n1", "n3"} <= set(full.flagged) and full.committee and ledger.last_round == 0
+    assert any(r.startswith("cosine") or r.startswith("distance") for r in full.evidence["reasons"]["n3"])
+    no_proofs, _ = decide(stage_proofs=0)
+    assert "n1" not in no_proofs.flagged and "n3" in no_proofs.flagged  # similarity still finds the noise
+    no_similarity, _ = decide(stage_similarity=0)
+    assert "suspicion" not in no_similarity.evidence
+    assert not any(r.startswith(("cosine", "distance", "Krum")) for rs in no_similarity.evidence["reasons"].values()
+                   for r in rs)  # fmt: skip
+    assert "n1" in no_similarity.flagged  # the proof stage still runs
+    no_committee, _ = decide(stage_committee=0)
+    assert no_committee.committee == [] and set(no_committee.flagged) == set(full.flagged)
+    no_reputation, untouched = decide(stage_reputation=0)
+    assert untouched.last_round is None and untouched.scores == {}
+    assert set(no_reputation.flagged) == set(full.flagged)
+    with pytest.raises(ParameterError, match="STAGE_COMMITTEE"):
+        DefenceConfig(stage_committee=2)

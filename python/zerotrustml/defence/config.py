@@ -122,6 +122,15 @@ class DefenceConfig:
             improvement on the member's held-out data) is at least this; 0.0
             accepts anything that does not make the member's loss worse.
 
+    Stages (issue 13, item 7)
+        stage_proofs, stage_similarity, stage_committee, stage_reputation : int, default 1
+            1 runs the stage, 0 switches it off, so an ablation can measure
+            what each stage earns (``scripts/ablation.py``). With similarity
+            off the committee flags nothing either (it only tips updates
+            similarity doubts); with reputation off nobody is excluded and
+            kept updates weigh by their counts alone. A deployment keeps
+            them all on.
+
     Reputation (:mod:`zerotrustml.defence.reputation`)
         reputation_initial : float, default 0.7
             A new node's reputation: trusted enough to count, but one flag
@@ -177,6 +186,14 @@ class DefenceConfig:
     reputation_probation: int = _param(2, 0, _INF, doc="good rounds without reward that each repeated flag costs")
     aggregation_clip: float = _param(
         2.0, 0.0, _INF, doc="kept updates are clipped to this multiple of their median norm (0: off)"
+    )
+    stage_proofs: int = _param(1, 0, 1, doc="1: edge proofs are checked; 0: the stage is off (ablations only)")
+    stage_similarity: int = _param(1, 0, 1, doc="1: similarity tests run; 0: the stage is off (ablations only)")
+    stage_committee: int = _param(
+        1, 0, 1, doc="1: a committee is drawn and votes; 0: the stage is off (ablations only)"
+    )
+    stage_reputation: int = _param(
+        1, 0, 1, doc="1: reputation excludes and weighs; 0: the stage is off (ablations only)"
     )
 
     def __post_init__(self) -> None:

@@ -300,7 +300,7 @@ def run_round(
     flagged = np.zeros(n, dtype=bool)
 
     # 1. Proofs.
-    for i, sub in enumerate(submissions):
+    for i, sub in enumerate(submissions if config.stage_proofs else ()):
         key = keys.get(sub.node_id)
         try:
             if key is None:
@@ -312,7 +312,7 @@ def run_round(
 
     # 2. Similarity (needs three updates for robust statistics).
     evidence: dict[str, Any] = {}
-    if n >= 3:
+    if n >= 3 and config.stage_similarity:
         matrix = np.stack([np.asarray(s.values, dtype=np.float32) for s in submissions])
         ev = detection.similarity_evidence(matrix, previous, min(f, n - 1), config)
         sim = detection.flag(ev, config)
@@ -330,6 +330,8 @@ def run_round(
 
     # 3. Committee, drawn from the nodes in good standing.
     rate = committee_rate if committee_rate is not None else lottery_rate(config, n)
+    if not config.stage_committee:
+        rate = 0.0
     members = committee_members(round, ids, ledger=ledger, keys=keys, seed=seed, rate=rate)
     cast = list(votes(members, submissions))
     decisions: dict[str, Any] = {}
@@ -377,8 +379,9 @@ def run_round(
                 reasons[ids[j]].append(f"committee pooled quality {pooled[j]:.4f} is a low outlier (z {z[j]:.1f})")
 
     # 4. Reputation: this round's flags, then exclusion by standing.
-    ledger.update(round, {nid: bool(fl) for nid, fl in zip(ids, flagged, strict=True)})
-    for i, nid in enumerate(ids):
+    if config.stage_reputation:
+        ledger.update(round, {nid: bool(fl) for nid, fl in zip(ids, flagged, strict=True)})
+    for i, nid in enumerate(ids if config.stage_reputation else ()):
         if ledger.excluded(nid) and not flagged[i]:
             flagged[i] = True
             reasons[nid].append(f"reputation {ledger.score(nid):.2f} below exclusion threshold")
@@ -390,7 +393,7 @@ def run_round(
         vector, clipped = trusted_mean(
             rows,
             [submissions[i].example_count for i in kept],
-            [ledger.score(ids[i]) for i in kept],
+            [ledger.score(ids[i]) if config.stage_reputation else 1.0 for i in kept],
             config,
         )
         if config.aggregation_clip > 0:
