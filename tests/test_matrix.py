@@ -6,7 +6,10 @@ are runs and 2 are n/a) with one worker process.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,31 @@ def test_parsers_read_the_labels_tables_show_and_reject_bad_names() -> None:
     ):
         with pytest.raises(ParameterError):
             parse(text)
+
+
+def test_pipeline_known_f_is_the_pipeline_given_the_true_count() -> None:
+    assert mx.PIPELINE_KNOWN_F in mx.available_defences() and mx.PIPELINE_KNOWN_F in mx.MatrixSpec().defences
+    assert mx.parse_defences("pipeline,pipeline_known_f") == (mx.PIPELINE, mx.PIPELINE_KNOWN_F)
+    spec = mx.MatrixSpec.small(defences=(mx.PIPELINE, mx.PIPELINE_KNOWN_F))
+    spec.validate()
+    settings = mx.defence_settings(spec.defence_config)
+    assumed = math.floor(0.4 * spec.nodes)  # 3 of 8, whatever the fraction
+    seen = set()
+    for dist, attack, frac in spec.scenarios():
+        pipe_cell, known_cell = (mx.Cell(attack, frac, dist[0], dist[1], d, 101) for d in spec.defences)
+        pipe, known = spec.config(pipe_cell), spec.config(known_cell)
+        assert pipe.aggregator == known.aggregator == "pipeline"
+        assert pipe.assumed_f is None and pipe.f == assumed
+        assert known.assumed_f == known.f == known.n_byzantine == round(frac * spec.nodes)
+        assert dataclasses.replace(known, assumed_f=None) == pipe  # nothing else differs
+        seen.add(known.f)
+        assert spec.key(pipe_cell) != spec.key(known_cell)
+        assert spec.key(pipe_cell, settings) != spec.key(known_cell, settings)
+    assert seen == {0, 2}  # the clean row and 0.3 of 8 nodes: neither is the 3 the pipeline assumes
+    # The pipeline's keys are what they were before the variant existed: its configuration alone.
+    cell = mx.Cell(mx.AttackCase("sign_flip"), 0.3, "iid", None, mx.PIPELINE, 101)
+    blob = json.dumps(spec.config(cell).to_json(), sort_keys=True, separators=(",", ":"))
+    assert spec.key(cell) == hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 # -- running ------------------------------------------------------------------------------------------------------
@@ -295,6 +323,40 @@ def test_cli_bad_names_exit_2_with_a_message(tmp_path: Path, option: str, value:
     code, output = invoke("matrix", "--small", "--out", str(tmp_path / "m"), option, value)
     assert code == 2 and message in output, output
     assert not (tmp_path / "m").exists()
+
+
+def test_cli_matrix_reports_pipeline_known_f_beside_the_pipeline(
+    small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]], tmp_path: Path
+) -> None:
+    # The preset's cells, the pipeline's among them: only pipeline_known_f's two cells are new.
+    out = tmp_path / "m"
+    out.mkdir()
+    shutil.copy(small_run[0] / mx.CELLS_FILE, out / mx.CELLS_FILE)
+    args = ("matrix", "--small", "--attacks", "sign_flip", "--defences", "pipeline,pipeline_known_f")
+    code, output = invoke(*args, "--out", str(out), "--workers", "1")
+    assert code == 0 and "2 run, 0 n/a, 2 reused" in output, output
+    spec = mx.MatrixSpec.small(attacks=(mx.AttackCase("sign_flip"),), defences=(mx.PIPELINE, mx.PIPELINE_KNOWN_F))
+    records = {(r["defence"], r["attack"]): r for r in lines(out / mx.CELLS_FILE) if r["defence"] == "pipeline_known_f"}
+    assert set(records) == {("pipeline_known_f", "none"), ("pipeline_known_f", "sign_flip")}
+    for r in records.values():
+        assert r["status"] == "ok" and r["config"]["aggregator"] == "pipeline"
+        assert r["config"]["assumed_f"] == round(r["fraction"] * spec.nodes)
+    doc = json.loads((out / mx.JSON_FILE).read_text())
+    cells = {(c["attack"], c["defence"]): c for c in doc["cells"]}
+    assert cells[("sign_flip", "pipeline")]["status"] == cells[("sign_flip", "pipeline_known_f")]["status"] == "ok"
+    assert cells[("sign_flip", "pipeline_known_f")]["tpr"] is not None
+    assert [e["defence"] for e in doc["defences"]] == ["pipeline", "pipeline_known_f"]
+    assert doc["target_defence"] == "pipeline"
+    assert doc["targets"][0]["detail"] == "1 of 1 attack cells measured"
+
+    md = (out / mx.MARKDOWN_FILE).read_text()
+    assert "| attack | fraction | pipeline | pipeline_known_f |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| sign_flip | 0.3 |"))
+    assert row.count("|") == 5 and "—" not in row and "error" not in row  # both columns measured
+    assert "| pipeline | 1 | 0 |" in md and "| pipeline_known_f | 1 | 0 |" in md
+    assert "## Targets (issue 4) for `pipeline`" in md
+    assert "`pipeline` assumes f = 3 of the 8 nodes" in md and "what knowing f would add" in md
+    assert "--defences pipeline,pipeline_known_f" in md  # the command that reruns it
 
 
 def test_cli_summarise_only_without_a_matrix_is_a_clean_error(tmp_path: Path) -> None:

@@ -797,7 +797,13 @@ def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str)
     metavar="LIST",
     help="Comma list, e.g. 'alie,ipm(eps=100)'; a bare ipm means eps 0.1 and 100 [default: every attack].",
 )
-@click.option("--defences", default=None, metavar="LIST", help="Comma list [default: every aggregator and pipeline].")
+@click.option(
+    "--defences",
+    default=None,
+    metavar="LIST",
+    help="Comma list; pipeline_known_f is the pipeline given the true f "
+    "[default: every aggregator, pipeline and pipeline_known_f].",
+)
 @click.option(
     "--fractions", default=None, metavar="LIST", help="Comma list of Byzantine fractions [default: 0.3,0.4,0.5]."
 )

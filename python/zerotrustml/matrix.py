@@ -82,6 +82,7 @@ from typing import Any, cast
 
 from zerotrustml import defence
 from zerotrustml.backends import BACKENDS
+from zerotrustml.defence import pipeline
 from zerotrustml.defence.config import DefenceConfig
 from zerotrustml.exceptions import ParameterError, PreconditionError, ValidationError
 from zerotrustml.fl import attacks, data, models, partition
@@ -90,6 +91,7 @@ from zerotrustml.fl.simulation import RunConfig
 __all__ = [
     "EXECUTORS",
     "PIPELINE",
+    "PIPELINE_KNOWN_F",
     "RAY_INSTALL_HINT",
     "REPORT_SEEDS",
     "TUNING_SEEDS",
@@ -119,6 +121,14 @@ log = logging.getLogger(__name__)
 
 #: The full detection pipeline: the defence the issue-4 targets are measured on.
 PIPELINE = "pipeline"
+
+#: The pipeline as if it knew the true f: ``assumed_f`` is the cell's Byzantine count (an oracle no real network
+#: has), where :data:`PIPELINE` assumes ``ASSUMED_BYZANTINE_FRACTION`` of the nodes whatever the fraction. Beside
+#: it, this column shows what knowing f would add.
+PIPELINE_KNOWN_F = "pipeline_known_f"
+
+#: Matrix defences that run another aggregator with other settings: name -> the aggregator they run.
+_VARIANTS: dict[str, str] = {PIPELINE_KNOWN_F: PIPELINE}
 
 #: Seeds the matrix reports on (distinct from :data:`TUNING_SEEDS`).
 REPORT_SEEDS: tuple[int, ...] = (101, 102, 103)
@@ -165,16 +175,17 @@ Distribution = tuple[str, float | None]
 
 # -- names ----------------------------------------------------------------------------------------------------------
 def available_defences() -> tuple[str, ...]:
-    """Every defence the matrix can sweep: the plain aggregators and the full pipeline.
+    """Every defence the matrix can sweep: the plain aggregators, the full pipeline and the pipeline knowing f.
 
     Returns
     -------
     tuple of str
         ``defence.ALL_DEFENCES`` when the module defines it, else
-        ``defence.DEFENCES``; :data:`PIPELINE` is appended when missing.
+        ``defence.DEFENCES``; :data:`PIPELINE` and then :data:`PIPELINE_KNOWN_F`
+        are appended when missing.
     """
     names = tuple(cast(Sequence[str], getattr(defence, "ALL_DEFENCES", defence.DEFENCES)))
-    return names if PIPELINE in names else (*names, PIPELINE)
+    return (*names, *(n for n in (PIPELINE, PIPELINE_KNOWN_F) if n not in names))
 
 
 def _fmt_param(value: Param) -> str:
@@ -424,6 +435,8 @@ class Cell:
     alpha : float or None
         Dirichlet concentration (``None`` for schemes that ignore it).
     defence : str
+        A name from :func:`available_defences` (:data:`PIPELINE_KNOWN_F` runs
+        the pipeline, see :meth:`MatrixSpec.config`).
     seed : int
     """
 
@@ -460,7 +473,8 @@ class MatrixSpec:
     distributions : tuple of (str, float or None)
         Partition scheme and Dirichlet alpha (default IID, Dirichlet 0.5 and 0.1).
     defences : tuple of str
-        Default: :func:`available_defences` (each plain aggregator and the pipeline).
+        Default: :func:`available_defences` (each plain aggregator, the pipeline
+        and :data:`PIPELINE_KNOWN_F`, the pipeline given the true f).
     seeds : tuple of int
         Default :data:`REPORT_SEEDS` (101, 102, 103), not the tuning seeds 1 and 2.
     include_clean : bool
@@ -550,16 +564,21 @@ class MatrixSpec:
         ]
 
     def config(self, cell: Cell) -> RunConfig:
-        """The run of ``cell``: the base fields plus the cell's attack, fraction, distribution, defence, seed."""
+        """The run of ``cell``: the base fields plus the cell's attack, fraction, distribution, defence, seed.
+
+        :data:`PIPELINE_KNOWN_F` runs the pipeline with ``assumed_f`` the cell's
+        true Byzantine count (``RunConfig.n_byzantine``); every other name is
+        the aggregator, with ``assumed_f`` left to its default.
+        """
         extra: dict[str, Any] = {}
         if self.defence_config is not None:
             extra["defence_config"] = self.defence_config
-        return RunConfig(
+        config = RunConfig(
             nodes=self.nodes,
             rounds=self.rounds,
             byzantine_fraction=cell.fraction,
             attack=cell.attack.name,
-            aggregator=cell.defence,
+            aggregator=_VARIANTS.get(cell.defence, cell.defence),
             dataset=self.dataset,
             dataset_path=self.dataset_path,
             distribution=cell.distribution,
@@ -579,6 +598,9 @@ class MatrixSpec:
             attack_params=dict(cell.attack.params),
             **extra,
         )
+        if cell.defence == PIPELINE_KNOWN_F:
+            config = dataclasses.replace(config, assumed_f=config.n_byzantine)
+        return config
 
     def key(self, cell: Cell, settings: Mapping[str, Any] | None = None) -> str:
         """The cell's stable key: a hash of its full run configuration and the resolved defence settings.
@@ -594,8 +616,16 @@ class MatrixSpec:
         -------
         str
             24 hex digits.
+
+        Notes
+        -----
+        A defence that runs another aggregator (:data:`PIPELINE_KNOWN_F`) adds
+        its name to what is hashed, so its cells never share a key with that
+        aggregator's; the other defences' keys are their configuration alone.
         """
         obj: Any = self.config(cell).to_json()
+        if cell.defence in _VARIANTS:
+            obj = {**obj, "matrix_defence": cell.defence}
         if settings is not None:
             obj = {"run": obj, "defence_settings": dict(settings)}
         blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
@@ -641,7 +671,9 @@ class MatrixSpec:
             raise ParameterError(f"backend: unknown name {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         defence_settings(self.defence_config)  # a bad settings file or environment value raises here
         # The base fields: checked once with a rule that has no precondition.
-        probe = dataclasses.replace(self.config(self.cells()[0]), aggregator="mean", byzantine_fraction=0.0)
+        probe = dataclasses.replace(
+            self.config(self.cells()[0]), aggregator="mean", byzantine_fraction=0.0, assumed_f=None
+        )
         probe = dataclasses.replace(probe, attack="none", attack_params={})
         probe.check()
 
@@ -1329,6 +1361,19 @@ def _cell_text(row: Mapping[str, Any], n_seeds: int) -> str:
     return text if row["n_seeds"] == n_seeds else f"{text} †"
 
 
+def _pipeline_f_text(spec: MatrixSpec, settings: Mapping[str, Any] | None) -> str:
+    """The f the pipeline assumes in ``spec``'s runs, as report text (generic when ``settings`` do not resolve)."""
+    generic = "f = floor(ASSUMED_BYZANTINE_FRACTION x nodes)"
+    if settings is None:
+        return generic
+    try:
+        config = DefenceConfig.from_json(settings)
+    except (TypeError, ValueError):  # settings recorded by another version (ParameterError is a ValueError)
+        return generic
+    f = pipeline.assumed_f(config, spec.nodes)
+    return f"f = {f} of the {spec.nodes} nodes (ASSUMED_BYZANTINE_FRACTION {config.assumed_byzantine_fraction:g})"
+
+
 def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_name: str) -> str:
     rows: list[dict[str, Any]] = doc["cells"]
     n_seeds = len(spec.seeds)
@@ -1353,6 +1398,13 @@ def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_n
         "`—`: not run yet; `error`: the run failed (see errors.jsonl); †: fewer seeds than listed.",
         "",
     ]
+    if PIPELINE_KNOWN_F in spec.defences:
+        lines += [
+            f"`{PIPELINE}` assumes {_pipeline_f_text(spec, doc.get('defence_settings'))} whatever the true "
+            f"fraction; `{PIPELINE_KNOWN_F}` is the same pipeline given each cell's true Byzantine count as its f "
+            "(an oracle no real network has): beside it, what knowing f would add.",
+            "",
+        ]
     header = "| attack | fraction | " + " | ".join(spec.defences) + " |"
     rule = "|---|---|" + "---|" * len(spec.defences)
     for dist in spec.distributions:
