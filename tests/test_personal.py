@@ -48,19 +48,28 @@ def test_colluders_vouching_for_each_other_are_never_reached() -> None:
 
 def test_trust_flows_out_through_vouchers_and_one_kept_veto_blocks() -> None:
     # me vouches for a1 and a2; they both vouch for c (which me has no evidence on), so c is reached; d has one
-    # voucher only; e is vouched by both but a kept agent distrusts it.
+    # voucher only; e is vouched by both but c, kept, distrusts it far below its usual trust in its peers.
+    peers = {f"p{i}": 0.1 + 0.01 * i for i in range(8)}  # c's ordinary trust in others, for its scale
     trust = {
         "me": {"a1": 0.5, "a2": 0.2},
         "a1": {"c": 0.3, "d": 0.3, "e": 0.4},
         "a2": {"c": 0.1, "e": 0.4},
-        "c": {"e": -0.9},
+        "c": {"e": -0.9, **peers},
     }
     present = ["me", "a1", "a2", "c", "d", "e", "stranger"]
     assert personal.reach("me", trust, present) == ["me", "a1", "a2", "c"]
     assert personal.reach("me", trust, present, min_vouchers=1) == ["me", "a1", "a2", "c", "d"]  # e: vetoed by c
-    assert personal.reach("me", trust, present, veto=1.0) == ["me", "a1", "a2", "c", "e"]
+    assert personal.reach("me", trust, present, veto_z=1e6) == ["me", "a1", "a2", "c", "e"]
     # Absent this round: neither kept nor a voucher.
     assert personal.reach("me", trust, ["me", "a1", "c", "e"]) == ["me", "a1"]
+
+
+def test_distrust_is_relative_to_the_agents_own_spread_and_never_positive() -> None:
+    ordinary = {f"p{i}": v for i, v in enumerate([-0.2, -0.1, 0.0, 0.1, 0.2, 0.3])}
+    bar = personal.distrust_bar(ordinary)
+    assert -1.5 < bar < -0.5  # median 0.05, MAD 0.15: 5 robust deviations below
+    assert personal.distrust_bar({"a": 2.0, "b": 2.1, "c": 2.2}) == 0.0  # a positive bar is capped at zero
+    assert personal.distrust_bar({}) == -np.inf
 
 
 def test_trust_is_a_decaying_memory_and_round_trips() -> None:

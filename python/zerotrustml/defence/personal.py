@@ -17,7 +17,8 @@ the updates that its own evidence, and the evidence of agents it has come to tru
    data.
 3. **Reached from the root.** Agent ``v`` keeps its own update, every update it vouches for itself, and then,
    repeatedly, every update vouched for by at least ``min_vouchers`` agents it has already kept and
-   *distrusted* (trust below ``-veto``) by none of them. Trust flows only outward from ``v``'s own evidence: an
+   *distrusted* by none of them (a negative trust far below the agent's typical trust in its peers,
+   :func:`distrust_bar`). Trust flows only outward from ``v``'s own evidence: an
    attacker is kept only if agents ``v`` already keeps vouch for it, which their data does only for updates
    that help them, so colluders vouching for each other stay outside however many they are. Under label skew
    the chain runs through shared classes: ``v`` vouches for peers holding its classes, they vouch for peers
@@ -48,10 +49,11 @@ __all__ = [
     "MIN_TRUST",
     "MIN_VOUCHERS",
     "SCORE_CLIP",
-    "VETO",
+    "VETO_Z",
     "PersonalView",
     "evidence_scores",
     "personal_aggregate",
+    "distrust_bar",
     "reach",
 ]
 
@@ -62,8 +64,9 @@ F64 = npt.NDArray[np.float64]
 MIN_TRUST = 0.05
 #: Kept agents that must vouch for an update the root does not vouch for itself.
 MIN_VOUCHERS = 2
-#: Trust below ``-VETO`` is distrust: one kept agent distrusting an update keeps it out.
-VETO = 0.6
+#: An agent distrusts a peer whose trust is negative and more than ``VETO_Z`` robust deviations below the agent's
+#: median trust in its peers; one kept agent distrusting an update keeps it out.
+VETO_Z = 5.0
 #: Scores are clipped to [-SCORE_CLIP, SCORE_CLIP]: one round's evidence moves a peer's trust by a bounded amount.
 SCORE_CLIP = 3.0
 
@@ -95,7 +98,7 @@ def reach(
     present: Sequence[str],
     min_trust: float = MIN_TRUST,
     min_vouchers: int = MIN_VOUCHERS,
-    veto: float = VETO,
+    veto_z: float = VETO_Z,
 ) -> list[str]:
     """The updates agent ``me`` keeps: step 3 of the module docs, over the ids ``present`` this round.
 
@@ -103,6 +106,11 @@ def reach(
     """
     here = set(present)
     mine = trust.get(me, {})
+    bars = {x: distrust_bar(tx, veto_z) for x, tx in trust.items()}
+
+    def distrusts(x: str, t: float) -> bool:
+        return t < bars.get(x, -np.inf)
+
     kept = {me} & here
     kept |= {u for u, t in mine.items() if u in here and t > min_trust}
     while True:
@@ -114,7 +122,7 @@ def reach(
                     continue
                 if t > min_trust and x != me:
                     vouchers[u] = vouchers.get(u, 0) + 1
-                elif t < -veto:
+                elif distrusts(x, t):
                     vetoed.add(u)
         new = {u for u, k in vouchers.items() if k >= min_vouchers and u not in vetoed}
         if not new:
@@ -123,9 +131,24 @@ def reach(
     # Agents kept in the same wave could not yet veto each other: one last pass over what was reached through
     # others (the root's own evidence stands), against the distrust of everyone kept.
     direct = {me} | {u for u, t in mine.items() if t > min_trust}
-    distrusted = {u for x in kept for u, t in trust.get(x, {}).items() if t < -veto and u != x}
+    distrusted = {u for x in kept for u, t in trust.get(x, {}).items() if distrusts(x, t) and u != x}
     kept -= distrusted - direct
     return [u for u in present if u in kept]
+
+
+def distrust_bar(trust: Mapping[str, float], veto_z: float = VETO_Z) -> float:
+    """The trust below which an agent distrusts a peer: ``min(0, median - veto_z * 1.4826 * MAD)`` of its trust.
+
+    Relative to the agent's own spread, because the scale of its evidence changes as models converge (at an
+    equilibrium under label skew, honest peers holding other classes all pull a little against it); absolute
+    only in its sign. ``-inf`` (nobody distrusted) without evidence.
+    """
+    vals = np.asarray(list(trust.values()), dtype=np.float64)
+    if vals.size == 0:
+        return -np.inf
+    med = float(np.median(vals))
+    spread = max(1.4826 * float(np.median(np.abs(vals - med))), 1e-3)
+    return min(0.0, med - veto_z * spread)
 
 
 def personal_aggregate(rows: npt.ArrayLike, counts: Sequence[int], clip: float) -> F32:

@@ -697,7 +697,7 @@ class Simulation:
         models_out: dict[str, F32] = {}
         for nid, theta_v in st.personal.items():
             if rows is not None and nid not in unreachable:
-                kept = personal.reach(nid, trust, ids, personal.MIN_TRUST, personal.MIN_VOUCHERS, personal.VETO)
+                kept = personal.reach(nid, trust, ids, personal.MIN_TRUST, personal.MIN_VOUCHERS, personal.VETO_Z)
                 at = [ids.index(u) for u in kept]
                 step = personal.personal_aggregate(rows[at], [counts[i] for i in at], s.defence_config.aggregation_clip)
                 theta_v = (theta_v - c.effective_server_lr * step).astype(np.float32)
