@@ -18,7 +18,15 @@ on its own held-out data, then pooled five ways:
   the gradients of the member's per-class loss on its own training data), for one member and pooled by the
   honest members' median;
 - ``one member, by class, over rounds``: one member's by-class scores of each node summed over the rounds so
-  far, over the square root of the number of rounds (evidence across rounds).
+  far, over the square root of the number of rounds (evidence across rounds);
+- ``committee, trust-weighted`` / ``everyone votes, trust-weighted``: the committee (or every node) with
+  each voter weighted by its trust: how its past votes agreed with the other voters' (the correlation of its
+  rank-normalised scores with the median of the others', kept positive, an average over the rounds it
+  voted in with weight 0.3 on the newest; a new voter starts at 0.5). Liars whose votes go against the
+  honest consensus lose their weight; nothing but the votes themselves is used;
+- ``everyone votes, trust in agreement with one member``: every node votes; one honest member weighs each
+  voter by how its past votes agreed with the member's own scores (the same average of correlations,
+  anchored in the member's own evidence instead of the others' consensus), itself at weight 1.
 
     .venv/bin/python scripts/committee_evidence.py            # the scenarios below, seeds 1-2 (~5 min)
     .venv/bin/python scripts/committee_evidence.py label_flip # only the scenarios of these attacks
@@ -57,8 +65,16 @@ WAYS = (
     "one member, by class",
     "honest median, by class",
     "one member, by class, over rounds",
+    "committee, trust-weighted",
+    "everyone votes, trust-weighted",
+    "everyone votes, trust in agreement with one member",
 )
-PER_MEMBER = ("one member", "one member, by class", "one member, by class, over rounds")
+PER_MEMBER = (
+    "one member",
+    "one member, by class",
+    "one member, by class, over rounds",
+    "everyone votes, trust in agreement with one member",
+)
 F64 = npt.NDArray[np.float64]
 
 
@@ -66,6 +82,30 @@ def auc(honest: F64, byzantine: F64) -> float:
     """P(random honest score > random Byzantine score), ties counting half."""
     h, b = np.asarray(honest)[:, None], np.asarray(byzantine)[None, :]
     return float(np.mean((h > b) + 0.5 * (h == b)))
+
+
+def _ranked(row: F64) -> F64:
+    """A voter's scores as centred, scaled ranks (NaN kept): comparable across voters whatever their scale."""
+    out = np.full(row.shape, np.nan)
+    ok = ~np.isnan(row)
+    if ok.sum() >= 2:
+        r = np.argsort(np.argsort(row[ok], kind="stable"), kind="stable").astype(np.float64)
+        out[ok] = (r - r.mean()) / max(float(r.std()), 1e-12)
+    return out
+
+
+def trust_pooled(votes: F64, voters: npt.NDArray[np.int64], trust: dict[int, float]) -> F64:
+    """Pool one round's votes (rows: voters) weighted by trust, then update each voter's trust in place."""
+    ranked = np.stack([_ranked(v) for v in votes])
+    w = np.array([trust.get(int(m), 0.5) for m in voters])
+    pooled = np.nansum(w[:, None] * ranked, axis=0) / np.maximum(np.sum(w[:, None] * ~np.isnan(ranked), axis=0), 1e-12)
+    for i, m in enumerate(voters):
+        others = np.nanmedian(np.delete(ranked, i, axis=0), axis=0) if len(voters) > 1 else ranked[i]
+        ok = ~np.isnan(ranked[i]) & ~np.isnan(others)
+        agree = float(np.corrcoef(ranked[i][ok], others[ok])[0, 1]) if ok.sum() >= 3 else 0.0
+        agree = 0.0 if not np.isfinite(agree) else max(agree, 0.0)
+        trust[int(m)] = 0.7 * trust.get(int(m), 0.5) + 0.3 * agree
+    return pooled
 
 
 def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, float]]:
@@ -121,6 +161,9 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
     per_member: dict[str, dict[int, tuple[list[float], list[float]]]] = {w: {} for w in PER_MEMBER}
     # Over rounds: each member's running sum of its by-class scores of each node, over sqrt(rounds seen).
     running = np.zeros_like(rounds[0]["by_class"])
+    trust_cmte: dict[int, float] = {}
+    trust_all: dict[int, float] = {}
+    anchored: dict[int, dict[int, float]] = {}
     for t, rd in enumerate(rounds[1:], start=1):  # round 0 has no history; all rounds after it count
         q, byz, mbyz = rd["scores"], rd["byz"], rd["member_byz"]
         qc = rd["by_class"]
@@ -130,6 +173,8 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
         lied = np.where(byz, 0.05, -1.0)
         members = rng.choice(q.shape[0], size=min(k, q.shape[0]), replace=False)
         cmte = np.stack([np.where(np.isnan(q[m]), np.nan, lied) if mbyz[m] else q[m] for m in members])
+        everyone = np.arange(q.shape[0])
+        all_votes = np.stack([np.where(np.isnan(q[m]), np.nan, lied) if mbyz[m] else q[m] for m in everyone])
         typical = float(np.nanmedian(np.abs(cmte)))
         clipped = np.clip(cmte, -4 * typical, 4 * typical)
         ways = {
@@ -139,6 +184,8 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
             "committee median": np.nanmedian(cmte, axis=0),
             # One column per update; trim 20% of its votes per side (the core rule; n > 2f always holds).
             "honest median, by class": np.nanmedian(qc[~mbyz], axis=0),
+            "committee, trust-weighted": trust_pooled(cmte, members, trust_cmte),
+            "everyone votes, trust-weighted": trust_pooled(all_votes, everyone, trust_all),
             "committee trimmed": np.array(
                 [
                     aggregators.trimmed_mean(v[:, None], int(0.2 * v.size)).vector[0]
@@ -149,8 +196,23 @@ def scenario(spec: tuple[str, float, str, float, int]) -> tuple[str, dict[str, f
         for w, v in ways.items():
             got[w][0].extend(v[~byz])
             got[w][1].extend(v[byz])
+        ranked_all = np.stack([_ranked(v) for v in all_votes])
+        own_view = np.full_like(q, np.nan)
+        for a in np.flatnonzero(~mbyz):
+            t_a = anchored.setdefault(int(a), {})
+            w = np.array([1.0 if v == a else t_a.get(int(v), 0.5) for v in everyone])
+            own_view[a] = np.nansum(w[:, None] * ranked_all, axis=0) / np.maximum(
+                np.sum(w[:, None] * ~np.isnan(ranked_all), axis=0), 1e-12
+            )
+            own_view[a][np.isnan(q[a])] = np.nan
+            for v in everyone:
+                if v == a:
+                    continue
+                ok = ~np.isnan(ranked_all[v]) & ~np.isnan(ranked_all[a])
+                c = float(np.corrcoef(ranked_all[v][ok], ranked_all[a][ok])[0, 1]) if ok.sum() >= 3 else 0.0
+                t_a[int(v)] = 0.7 * t_a.get(int(v), 0.5) + 0.3 * (max(c, 0.0) if np.isfinite(c) else 0.0)
         for m in np.flatnonzero(~mbyz):
-            for w, mat in zip(PER_MEMBER, (q, qc, acc), strict=True):
+            for w, mat in zip(PER_MEMBER, (q, qc, acc, own_view), strict=True):
                 ok = ~np.isnan(mat[m])
                 h, b = per_member[w].setdefault(int(m), ([], []))
                 h.extend(mat[m][ok & ~byz])
