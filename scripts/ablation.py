@@ -22,7 +22,7 @@ from typing import Any
 from docblock import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
-ATTACKS = ("gaussian", "sign_flip", "label_flip", "backdoor", "alie", "mimic", "adaptive")
+ATTACKS = ("gaussian", "sign_flip", "label_flip", "backdoor", "alie", "mimic", "adaptive", "adaptive_steady")
 FRACTIONS = (0.3, 0.4)
 PARTITIONS = (("iid", 0.5), ("dirichlet", 0.1))
 VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (

@@ -442,3 +442,36 @@ def test_adaptive_spreads_its_rows_when_copies_are_caught(updates: tuple[np.ndar
     # With the spread switched off, only copies are left, and the fallback is ALIE's single point.
     flat = craft("adaptive", ctx(updates, defence=no_copies, params={"jitter": 0.0}))
     assert len({row.tobytes() for row in flat}) == 1
+
+
+def test_adaptive_steady_keeps_one_direction_inside_a_margin(updates: tuple[np.ndarray, np.ndarray]) -> None:
+    """The history-aware adaptive attacker (issue 13, item 5): along -mu only, at margin x the largest accepted
+    step, every row accepted; with nothing accepted it sends the honest mean, never ALIE."""
+    honest = updates[0]
+    mu, _ = stats(honest)
+    bound = 1.5 * float(np.linalg.norm(honest.astype(np.float64) - mu, axis=1).max())
+
+    def near_mean(x: np.ndarray) -> np.ndarray:
+        keep: np.ndarray = np.linalg.norm(x.astype(np.float64) - mu, axis=1) <= bound
+        return keep
+
+    c = ctx(updates, defence=near_mean)
+    c.params = {"jitter": 0.0}
+    out = craft("adaptive_steady", c).astype(np.float64)
+    dist = np.linalg.norm(out - mu, axis=1)
+    assert np.all(dist <= 0.8 * bound * 1.01) and np.all(dist >= 0.8 * bound * 0.99)
+    cos = (out - mu) @ -mu / (np.linalg.norm(out - mu, axis=1) * np.linalg.norm(mu))
+    assert np.all(cos > 0.999)  # one direction: against the honest mean
+    full = craft("adaptive", ctx(updates, defence=near_mean)).astype(np.float64)
+    assert np.linalg.norm(full - mu, axis=1).max() > dist.max()  # the plain adaptive goes to the edge
+
+    def reject_all(x: np.ndarray) -> np.ndarray:
+        return np.zeros(x.shape[0], dtype=bool)
+
+    low = ctx(updates, defence=reject_all)
+    low.params = {"jitter": 0.0}
+    lying_low = craft("adaptive_steady", low)
+    np.testing.assert_allclose(lying_low, np.tile(mu, (low.n_byzantine, 1)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ParameterError, match="adaptive_steady.margin"):
+        low.params = {"margin": 1.5}
+        craft("adaptive_steady", low)

@@ -15,7 +15,7 @@ Two entry points:
 
 Reference set and knowledge
 ---------------------------
-The model-poisoning attacks (ALIE, IPM, min-max, min-sum, mimic, adaptive)
+The model-poisoning attacks (ALIE, IPM, min-max, min-sum, mimic, adaptive, adaptive_steady)
 estimate the honest updates from a *reference set* ``R`` with coordinate-wise
 mean ``mu`` and sample standard deviation ``sigma`` (``ddof=1``, as
 ``torch.std`` in the reference implementations; zero for one row):
@@ -92,6 +92,7 @@ ATTACKS = (
     "min_sum",
     "mimic",
     "adaptive",
+    "adaptive_steady",
 )
 DATA_ATTACKS = ("label_flip", "backdoor")
 
@@ -141,6 +142,16 @@ _DEFAULTS: dict[str, dict[str, float | str | None]] = {
     "mimic": {"target_index": None},
     # gamma in units of ||sigma||; tau None -> median distance to the coordinate median (clipping proxy only).
     "adaptive": {"gamma_max": 1024.0, "gamma_min": 2.0**-10, "rtol": 1e-3, "tau": None, "jitter": 1.0},
+    # The history-aware variant: one direction all run long, a margin inside what the defence accepts.
+    "adaptive_steady": {
+        "gamma_max": 1024.0,
+        "gamma_min": 2.0**-10,
+        "rtol": 1e-3,
+        "tau": None,
+        "jitter": 1.0,
+        "perturbation": "unit_vec",
+        "margin": 0.8,
+    },
 }
 DEFAULT_PARAMS: Mapping[str, Mapping[str, float | str | None]] = MappingProxyType(
     {k: MappingProxyType(v) for k, v in _DEFAULTS.items()}
@@ -296,6 +307,7 @@ _CHECKS: dict[str, Callable[[str, object], object]] = {
     "rtol": _open_unit,
     "tau": _positive,
     "jitter": _nonnegative,
+    "margin": _fraction,
 }
 
 
@@ -315,8 +327,10 @@ def resolve_params(attack: str, params: Params) -> dict[str, Any]:
             out[key] = _CHECKS[key](f"{attack}.{key}", value)
         else:
             out[key] = _plugin_value(f"{attack}.{key}", plugin.params[key], value)
-    if attack == "adaptive" and out["gamma_min"] >= out["gamma_max"]:
-        raise ParameterError(f"adaptive.gamma_min: must be < gamma_max ({out['gamma_max']}), got {out['gamma_min']}")
+    if attack in ("adaptive", "adaptive_steady") and out["gamma_min"] >= out["gamma_max"]:
+        raise ParameterError(
+            f"{attack}.gamma_min: must be < gamma_max ({out['gamma_max']}), got {out['gamma_min']}"
+        )
     return out
 
 
@@ -545,11 +559,14 @@ def _adaptive(
     n_honest = honest_rows.shape[0]
     n = n_honest + n_byz
     mu, sd = _mean_std(ref)
+    steady = "margin" in vals  # the history-aware variant: one direction, a margin inside the accepted region
     base = honest_rows.astype(np.float32)
     deviations = honest_rows[np.arange(n_byz) % max(n_honest, 1)] - mu if n_honest else np.zeros((n_byz, mu.size))
     jitter = float(vals["jitter"])
     best_rows = np.tile(mu - z * sd, (n_byz, 1))
     best_damage = -1.0
+    if steady:  # nothing accepted: lie low (the honest mean, spread like honest rows), never get flagged
+        best_rows = mu[None, :] + float(vals["jitter"]) * deviations
     for spread in [np.zeros_like(deviations)] + ([jitter * deviations] if jitter > 0 else []):
 
         def rows_for(m: F64, spread: F64 = spread) -> F64:
@@ -574,12 +591,12 @@ def _adaptive(
             return float(np.linalg.norm(rows_for(m).mean(axis=0) - mu))
 
         alie = mu - z * sd
-        if accepted(alie) and damage(alie) > best_damage:
+        if not steady and accepted(alie) and damage(alie) > best_damage:
             best_rows, best_damage = rows_for(alie), damage(alie)
         # Step sizes are in units of the honest spread so one gamma range fits every model size.
         scale = float(np.linalg.norm(sd)) or float(np.linalg.norm(mu)) or 1.0
         gamma_max, gamma_min, rtol = float(vals["gamma_max"]), float(vals["gamma_min"]), float(vals["rtol"])
-        for kind in _PERTURBATIONS:
+        for kind in (vals["perturbation"],) if steady else _PERTURBATIONS:
             p = _direction(kind, mu, sd)
             norm = float(np.linalg.norm(p))
             if norm == 0:
@@ -598,7 +615,9 @@ def _adaptive(
                         lo = mid
                     else:
                         hi = mid
-            candidate = mu + lo * p
+            candidate = mu + (float(vals["margin"]) * lo if steady else lo) * p
+            if steady and not accepted(candidate):
+                continue  # the region is not a line segment here; a steady attacker does not gamble
             if damage(candidate) > best_damage:
                 best_rows, best_damage = rows_for(candidate), damage(candidate)
     return best_rows
@@ -709,6 +728,15 @@ def craft(attack: str, ctx: AttackContext) -> F32:
         farthest from ``mu`` wins; if none is accepted, ALIE's update is sent.
         Without the honest view, the honest rows the oracle sees are drawn
         from ``N(mu, sigma^2)`` of ``R`` with ``ctx.rng``.
+    adaptive_steady
+        The history-aware variant of ``adaptive``, against defences that
+        remember (reputation, probation, tests across rounds): the same
+        search, along one direction the whole run (``perturbation``, default
+        ``unit_vec``: against the honest mean), sent at ``margin=0.8`` times
+        the largest accepted gamma, and only if that is accepted too. It is
+        never flagged, so it builds no record, and its deviation is small and
+        the same in kind every round. When nothing is accepted it lies low:
+        the honest mean with the honest spread, not ALIE.
 
     Returns
     -------
@@ -778,7 +806,7 @@ def craft(attack: str, ctx: AttackContext) -> F32:
         # One vector per reference set: computed once when colluding, per node otherwise.
         z = vals["z"] if name == "alie" and vals["z"] is not None else alie_z(n_nodes, n_byz)
         oracle: Oracle | None = None
-        if name == "adaptive":
+        if name in ("adaptive", "adaptive_steady"):
             oracle = ctx.defence
             if oracle is None:
                 oracle = _default_oracle(str(ctx.aggregator), f, n_nodes - n_byz, vals["tau"])
@@ -801,7 +829,7 @@ def craft(attack: str, ctx: AttackContext) -> F32:
                     honest_rows = mu + sd * ctx.rng.standard_normal((n_nodes - n_byz, d))
                 block = _adaptive(ref, honest_rows, n_byz, oracle, z, vals)
                 rows.extend(block if colluding else block[:1])
-        if name == "adaptive" and colluding:
+        if name in ("adaptive", "adaptive_steady") and colluding:
             out = np.stack(rows)
         else:
             out = np.tile(rows[0], (n_byz, 1)) if colluding else np.stack(rows)
