@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
@@ -277,15 +277,20 @@ def test_adaptive_against_bulyan_and_multi_krum_keeps_every_byzantine_row(
         assert set(range(N - NB, N)) <= selected, rule
 
 
-def test_adaptive_finds_the_edge_of_a_custom_defence(updates: tuple[np.ndarray, np.ndarray]) -> None:
-    honest = updates[0]
+def _near_mean(honest: np.ndarray) -> tuple[np.ndarray, float, Callable[[np.ndarray], np.ndarray]]:
+    """The honest mean, a bound, and an oracle keeping rows within the bound of the mean (handed to the attacker)."""
     mu, _ = stats(honest)
     bound = 1.5 * float(np.linalg.norm(honest.astype(np.float64) - mu, axis=1).max())
 
     def near_mean(x: np.ndarray) -> np.ndarray:
-        """Keeps rows within `bound` of the honest mean (an oracle the attacker was handed)."""
         keep: np.ndarray = np.linalg.norm(x.astype(np.float64) - mu, axis=1) <= bound
         return keep
+
+    return mu, bound, near_mean
+
+
+def test_adaptive_finds_the_edge_of_a_custom_defence(updates: tuple[np.ndarray, np.ndarray]) -> None:
+    mu, bound, near_mean = _near_mean(updates[0])
 
     out = craft("adaptive", ctx(updates, defence=near_mean))
     dist = np.linalg.norm(out.astype(np.float64) - mu, axis=1)
@@ -447,14 +452,7 @@ def test_adaptive_spreads_its_rows_when_copies_are_caught(updates: tuple[np.ndar
 def test_adaptive_steady_keeps_one_direction_inside_a_margin(updates: tuple[np.ndarray, np.ndarray]) -> None:
     """The history-aware adaptive attacker (issue 13, item 5): along -mu only, at margin x the largest accepted
     step, every row accepted; with nothing accepted it sends the honest mean, never ALIE."""
-    honest = updates[0]
-    mu, _ = stats(honest)
-    bound = 1.5 * float(np.linalg.norm(honest.astype(np.float64) - mu, axis=1).max())
-
-    def near_mean(x: np.ndarray) -> np.ndarray:
-        keep: np.ndarray = np.linalg.norm(x.astype(np.float64) - mu, axis=1) <= bound
-        return keep
-
+    mu, bound, near_mean = _near_mean(updates[0])
     c = ctx(updates, defence=near_mean)
     c.params = {"jitter": 0.0}
     out = craft("adaptive_steady", c).astype(np.float64)

@@ -55,20 +55,26 @@ def test_robust_rule_beats_the_mean_under_sign_flip(tmp_path: Path) -> None:
     assert robust["tpr"] == 1.0 and robust["fpr"] == 0.0
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    cfg = small(rounds=5, attack="alie", aggregator="median", momentum=0.5)
-    whole = run(cfg, tmp_path / "whole")
+class _Stop(Exception):
+    pass
 
-    class Stop(Exception):
-        pass
+
+def _cut_after_two_rounds_and_resume(cfg: RunConfig, data_dir: Path) -> dict[str, Any]:
+    """Run ``cfg`` in ``data_dir``, stop it after its second round, resume it to the end; the resumed summary."""
 
     def stop_after_two(m: dict[str, Any]) -> None:
         if m["round"] == 1:
-            raise Stop
+            raise _Stop
 
-    with pytest.raises(Stop):
-        Simulation(cfg, tmp_path / "cut", on_round=stop_after_two).run()
-    resumed = Simulation(cfg, tmp_path / "cut").run()
+    with pytest.raises(_Stop):
+        Simulation(cfg, data_dir, on_round=stop_after_two).run()
+    return Simulation(cfg, data_dir).run()
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    cfg = small(rounds=5, attack="alie", aggregator="median", momentum=0.5)
+    whole = run(cfg, tmp_path / "whole")
+    resumed = _cut_after_two_rounds_and_resume(cfg, tmp_path / "cut")
     assert resumed["rounds"] == 5
     assert resumed["final_accuracy"] == whole["final_accuracy"]
     assert resumed["final_loss"] == whole["final_loss"]
@@ -252,16 +258,6 @@ def test_the_personal_view_keeps_honest_agents_accurate_when_half_the_nodes_lie(
 def test_the_personal_view_resumes_exactly(tmp_path: Path) -> None:
     cfg = small(rounds=4, attack="sign_flip", byzantine_fraction=0.5, personal_view=True)
     whole = run(cfg, tmp_path / "whole")
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_two(m: dict[str, Any]) -> None:
-        if m["round"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        Simulation(cfg, tmp_path / "cut", on_round=stop_after_two).run()
-    resumed = Simulation(cfg, tmp_path / "cut").run()
+    resumed = _cut_after_two_rounds_and_resume(cfg, tmp_path / "cut")
     assert resumed["personal_accuracy"] == whole["personal_accuracy"]
     assert resumed["final_accuracy"] == whole["final_accuracy"]

@@ -24,7 +24,7 @@ from zerotrustml import plot as plot_mod
 from zerotrustml.backends import BACKENDS, StoreError
 from zerotrustml.exceptions import ParameterError, ValidationError
 from zerotrustml.fl import attacks, data, models, partition, simulation
-from zerotrustml.fl.simulation import RunConfig
+from zerotrustml.fl.simulation import ASSUMED_F_HELP, RunConfig
 from zerotrustml.service.commands import cluster, key_value, node, serve
 
 # Installed packages' plug-ins join the choices below; a broken one is reported by every command, not as a traceback.
@@ -199,13 +199,7 @@ def _resume_command(data_dir: Path) -> str:
     help="Attack parameter, e.g. epsilon=100 for ipm (repeatable).",
 )
 @click.option("--aggregator", type=click.Choice(defence.defence_names()), default="pipeline", show_default=True)
-@click.option(
-    "--assumed-f",
-    type=int,
-    default=None,
-    help="f the aggregator assumes [default: the pipeline's ASSUMED_BYZANTINE_FRACTION of the nodes; for a plain "
-    "rule, the Byzantine count].",
-)
+@click.option("--assumed-f", type=int, default=None, help=ASSUMED_F_HELP)
 @click.option(
     "--dataset",
     type=click.Choice(_DATASET_CHOICES),

@@ -64,6 +64,13 @@ STAGES = ("train", "validate", "aggregate", "store")
 DHT_STAGES = ("submit", "visible", "votes", "agreement")
 
 
+#: What ``--assumed-f`` means wherever a command takes one (``RunConfig.f``).
+ASSUMED_F_HELP = (
+    "f the aggregator assumes [default: the pipeline's ASSUMED_BYZANTINE_FRACTION of the nodes; for a plain rule, "
+    "the Byzantine count]."
+)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Parameters of one simulated run (the CLI options, one to one)."""

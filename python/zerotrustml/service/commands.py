@@ -15,6 +15,7 @@ import numpy as np
 
 from zerotrustml.defence import defence_names
 from zerotrustml.exceptions import ParameterError
+from zerotrustml.fl.simulation import ASSUMED_F_HELP
 from zerotrustml.service import protocol
 from zerotrustml.service.rounds import Federation, ServiceConfig
 from zerotrustml.validation import ModelSpec
@@ -354,13 +355,7 @@ def node(
 @click.option("--attack", default="sign_flip", show_default=True, help="What the Byzantine nodes send.")
 @click.option("--attack-param", multiple=True, callback=key_value, help="KEY=VALUE for the attack (repeatable).")
 @click.option("--aggregator", type=click.Choice(defence_names()), default="pipeline", show_default=True)
-@click.option(
-    "--assumed-f",
-    type=int,
-    default=None,
-    help="f the aggregator assumes [default: the pipeline's ASSUMED_BYZANTINE_FRACTION of the nodes; for a plain "
-    "rule, the Byzantine count].",
-)
+@click.option("--assumed-f", type=int, default=None, help=ASSUMED_F_HELP)
 @_training_options
 @click.option("--server-lr", type=float, default=None, help="Server learning rate [default: --lr].")
 @click.option("--round-deadline", default=10.0, show_default=True, help="Seconds a round waits for silent nodes.")
