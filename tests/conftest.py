@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,6 +25,12 @@ _COMMON = {
 settings.register_profile("zerotrustml", max_examples=50, derandomize=True, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "zerotrustml"))
+
+# A suite started in the background by a non-interactive shell (`make test &`, `nohup ... &`) inherits SIGINT
+# ignored, and so would every process it starts: the tests that stop a run, a cluster or a network with Ctrl-C
+# (SIGINT) would see it ignored. Ignoring Ctrl-C is right for a background job, not for the processes under test.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
