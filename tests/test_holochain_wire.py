@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from typing import Any
 
 import msgpack
 import nacl.signing
@@ -11,7 +13,8 @@ import pytest
 
 from zerotrustml.backends.holochain import registration_message, sign_registration
 from zerotrustml.exceptions import SubmissionRejected
-from zerotrustml.holochain.errors import rejection_from, zome_reason
+from zerotrustml.holochain.client import AdminClient
+from zerotrustml.holochain.errors import CallRefused, ConductorError, rejection_from, zome_reason
 from zerotrustml.holochain.wire import (
     AGENT_PREFIX,
     agent_key,
@@ -117,3 +120,38 @@ def test_registration_signature_covers_agent_node_id_and_key() -> None:
     ):
         with pytest.raises(nacl.exceptions.BadSignatureError):
             sk.verify_key.verify(other, reg["signature"])
+
+
+class _Admin(AdminClient):
+    """An admin client whose requests answer from a script instead of a socket."""
+
+    def __init__(self, answers: list[Exception | None]) -> None:
+        self.url = "ws://test"
+        self.answers = answers
+        self.kinds: list[str] = []
+
+    async def request(self, kind: str, value: Any = None, timeout: float = 30.0) -> Any:
+        self.kinds.append(kind)
+        answer = self.answers.pop(0)
+        if answer is not None:
+            raise answer
+        return None
+
+
+def test_a_grant_the_conductor_says_may_be_retried_is_retried_and_nothing_else_is() -> None:
+    retryable = ConductorError(
+        "conductor at ws://test: grant_zome_call_capability failed (internal_error): Source chain error: The commit "
+        "could not be completed but may be retried: DepMissingFromDht([...])"
+    )
+    admin = _Admin([retryable, retryable, None])
+    creds = asyncio.run(admin.authorize_signing([b"d" * 39, b"a" * 39]))
+    assert admin.kinds == ["grant_zome_call_capability"] * 3 and len(creds.cap_secret) == 64
+    other = ConductorError("conductor at ws://test: grant_zome_call_capability failed (internal_error): bad cell")
+    with pytest.raises(ConductorError, match="bad cell"):
+        asyncio.run(_Admin([other, None]).authorize_signing([b"d" * 39, b"a" * 39]))
+    refused = CallRefused("conductor at ws://test: grant_zome_call_capability refused (unauthorized): may be retried")
+    with pytest.raises(CallRefused):
+        asyncio.run(_Admin([refused, None]).authorize_signing([b"d" * 39, b"a" * 39]))
+    # Bounded: past its deadline the last answer is raised.
+    with pytest.raises(ConductorError, match="may be retried"):
+        asyncio.run(_Admin([retryable] * 50).authorize_signing([b"d" * 39, b"a" * 39], retry_for=0.3))

@@ -281,23 +281,41 @@ class AdminClient:
         )
         return value["token"]
 
-    async def authorize_signing(self, cell_id: Sequence[bytes], tag: str = "zerotrustml") -> SigningCredentials:
-        """Grant every function of ``cell_id`` to a new signing key of this process, and return it."""
+    async def authorize_signing(
+        self, cell_id: Sequence[bytes], tag: str = "zerotrustml", *, retry_for: float = 60.0
+    ) -> SigningCredentials:
+        """Grant every function of ``cell_id`` to a new signing key of this process, and return it.
+
+        The grant is a commit to the agent's source chain. Right after an install the conductor may answer that
+        the commit "could not be completed but may be retried" (a dependency, such as the chain's own genesis,
+        not yet in its DHT store): nothing was committed, so the grant is retried with backoff for up to
+        ``retry_for`` seconds. Any other error is raised at once.
+        """
         creds = SigningCredentials.generate()
-        await self.request(
-            "grant_zome_call_capability",
-            {
-                "cell_id": list(cell_id),
-                "cap_grant": {
-                    "tag": tag,
-                    "access": {
-                        "type": "assigned",
-                        "value": {"secret": creds.cap_secret, "assignees": [creds.signer_key]},
-                    },
-                    "functions": {"type": "all"},
+        grant = {
+            "cell_id": list(cell_id),
+            "cap_grant": {
+                "tag": tag,
+                "access": {
+                    "type": "assigned",
+                    "value": {"secret": creds.cap_secret, "assignees": [creds.signer_key]},
                 },
+                "functions": {"type": "all"},
             },
-        )
+        }
+        deadline = time.monotonic() + retry_for
+        delay = 0.1
+        while True:
+            try:
+                await self.request("grant_zome_call_capability", grant)
+                break
+            except CallRefused:
+                raise
+            except ConductorError as e:
+                if "may be retried" not in str(e) or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
         return creds
 
     async def dump_full_state(self, cell_id: Sequence[bytes]) -> dict[str, Any]:
