@@ -460,6 +460,9 @@ def assert_same_run(dir_a: Path, rows_a: list[dict[str, Any]], dir_b: Path, rows
                 # The defence's evidence (scores, votes, reputation) is the same; the DHT path adds only its own.
                 ea = {k: v for k, v in ra.evidence.items() if k != "state"}
                 eb = {k: v for k, v in rb.evidence.items() if k not in ("state", "agents_agreeing")}
-                assert ea == eb, f"round {r}: evidence differs"
+                differ = sorted(k for k in set(ea) | set(eb) if ea.get(k) != eb.get(k))
+                assert ea == eb, f"round {r}: evidence differs in {differ}: " + "; ".join(
+                    f"{k}: {ea.get(k)!r:.300} != {eb.get(k)!r:.300}" for k in differ
+                )
 
     asyncio.run(records())
