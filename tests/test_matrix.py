@@ -45,7 +45,7 @@ def test_default_spec_sweeps_every_attack_fraction_distribution_defence_and_thre
     labels = [a.label for a in spec.attacks]
     assert "none" not in labels and "ipm(eps=0.1)" in labels and "ipm(eps=100)" in labels
     assert {a.name for a in spec.attacks} == set(attacks.ATTACKS) - {"none"}
-    assert spec.fractions == (0.3, 0.4, 0.5)
+    assert spec.fractions == (0.3, 0.4, 0.5, 0.6)
     assert spec.distributions == (("iid", None), ("dirichlet", 0.5), ("dirichlet", 0.1))
     assert set(defence.DEFENCES) <= set(spec.defences) and mx.PIPELINE in spec.defences
     assert spec.seeds == mx.REPORT_SEEDS and not set(spec.seeds) & set(mx.TUNING_SEEDS)
@@ -223,13 +223,13 @@ def test_summarise_writes_json_markdown_and_png(small_run: tuple[Path, mx.Matrix
     # The preset has a pipeline column, so its targets over attack cells have data (met or not); the
     # Dirichlet(0.1) one has none, as the preset is IID only.
     status = {t["name"]: t["status"] for t in saved["targets"]}
-    assert status["mean TPR over attack cells"] in ("PASS", "MISS")
+    assert status["mean TPR over attack cells at fractions <= 0.4"] in ("PASS", "MISS")
     assert status["Dirichlet(0.1) no attack: accuracy below plain mean"] == "NO DATA"
 
     md = (out / mx.MARKDOWN_FILE).read_text()
     assert "| attack | fraction | multi_krum | bulyan | pipeline |" in md
     assert "| ipm(eps=100) | 0.3 |" in md and "n/a" in md
-    assert "## Targets (issue 4) for `pipeline`" in md and "mean TPR over attack cells" in md
+    assert "## Targets for `pipeline`" in md and "mean TPR over attack cells" in md
     assert [e["defence"] for e in saved["defences"]] == list(spec.defences)
     assert "## Per defence" in md and "| multi_krum | 2 | 0 |" in md and "| bulyan | 0 | 2 | – | – | – | – |" in md
     assert "zerotrustml matrix --out" in md and "--small" in md
@@ -239,10 +239,14 @@ def test_summarise_writes_json_markdown_and_png(small_run: tuple[Path, mx.Matrix
 
 def test_targets_pass_and_miss_on_the_pipeline_cells() -> None:
     spec = mx.MatrixSpec.small(
-        distributions=(("dirichlet", 0.1),), fractions=(0.3, 0.5), defences=("mean", mx.PIPELINE)
+        distributions=(("dirichlet", 0.1),),
+        fractions=(0.3, 0.5),
+        defences=("mean", mx.PIPELINE, mx.PIPELINE_PERSONAL),
     )
 
-    def row(attack: str, frac: float, d: str, acc: float, tpr: float | None, fpr: float) -> dict[str, Any]:
+    def row(
+        attack: str, frac: float, d: str, acc: float, tpr: float | None, fpr: float, own: tuple[float, float] | None
+    ) -> dict[str, Any]:
         return {
             "attack": attack,
             "attack_label": attack,
@@ -255,33 +259,83 @@ def test_targets_pass_and_miss_on_the_pipeline_cells() -> None:
             "gap_points": 100 * (0.9 - acc),
             "tpr": tpr,
             "fpr": fpr,
+            "personal_gap_points": None if own is None else own[0],
+            "personal_worst_gap_points": None if own is None else own[1],
         }
 
     rows = [
-        row("none", 0.0, "mean", 0.90, None, 0.0),
-        row("none", 0.0, mx.PIPELINE, 0.895, None, 0.01),
-        row("alie", 0.3, mx.PIPELINE, 0.88, 1.0, 0.02),
-        row("alie", 0.5, mx.PIPELINE, 0.80, 0.9, 0.02),
+        row("none", 0.0, "mean", 0.90, None, 0.0, None),
+        row("none", 0.0, mx.PIPELINE, 0.895, None, 0.01, None),
+        row("alie", 0.3, mx.PIPELINE, 0.88, 1.0, 0.02, None),
+        row("gaussian", 0.3, mx.PIPELINE, 0.90, 0.9, 0.0, None),
+        # At 0.5 the shared view's TPR and gap count for no target: the personal view's own models do.
+        row("alie", 0.5, mx.PIPELINE, 0.10, 0.0, 1.0, None),
+        row("alie", 0.5, mx.PIPELINE_PERSONAL, 0.10, 0.0, 1.0, (4.0, 12.0)),
+        row("alie", 0.3, mx.PIPELINE_PERSONAL, 0.88, 1.0, 0.0, (30.0, 50.0)),  # below 0.5: not a personal target
     ]
     targets = {t["name"].split(" (")[0]: t for t in mx._targets(spec, rows, mx.PIPELINE)}
-    assert targets["mean TPR over attack cells"]["value"] == pytest.approx(0.95)
-    assert targets["mean TPR over attack cells"]["status"] == "PASS"
-    assert targets["mean FPR over attack cells"]["status"] == "PASS"
-    assert targets["worst accuracy gap at fraction <= 0.4"]["value"] == pytest.approx(2.0)
-    assert targets["worst accuracy gap at fraction <= 0.4"]["status"] == "PASS"
-    assert targets["worst accuracy gap at fraction 0.5"]["status"] == "MISS"  # 10 points > 5
+    tpr, fpr = (
+        targets["mean TPR over attack cells at fractions <= 0.4"],
+        targets["mean FPR over attack cells at fractions <= 0.4"],
+    )
+    assert tpr["value"] == pytest.approx(0.95) and tpr["status"] == "PASS"
+    assert fpr["value"] == pytest.approx(0.01) and fpr["status"] == "PASS"
+    assert tpr["detail"] == "2 of 2 attack cells at fractions <= 0.4 measured"
+    low = targets["worst accuracy gap at fractions <= 0.4"]
+    assert low["value"] == pytest.approx(2.0) and low["status"] == "PASS" and "alie @0.3" in low["detail"]
+    own = targets["fractions > 0.4: worst cell, honest agents' own models"]
+    assert own["value"] == pytest.approx(4.0) and own["status"] == "PASS"
+    worst = targets["fractions > 0.4: worst cell, worst honest agent's own model below honest-only"]
+    assert worst["value"] == pytest.approx(12.0) and worst["status"] == "MISS"  # 12 points > 10
     dirichlet = targets["Dirichlet(0.1) no attack: accuracy below plain mean"]
     assert dirichlet["value"] == pytest.approx(0.5) and dirichlet["status"] == "PASS"
 
-    rows = [{**r, "status": "ok"} for r in rows] + [{**row("alie", 0.5, "mean", 0.9, 0.0, 0.0), "status": "n/a"}]
+    # FPR above 0.02 misses; without a personal column the personal targets have no data and say why.
+    rows2 = [r for r in rows if r["defence"] != mx.PIPELINE_PERSONAL] + [
+        row("zero", 0.3, mx.PIPELINE, 0.9, 1.0, 0.1, None)
+    ]
+    spec2 = dataclasses.replace(spec, defences=("mean", mx.PIPELINE))
+    targets2 = {t["name"].split(" (")[0]: t for t in mx._targets(spec2, rows2, mx.PIPELINE)}
+    assert targets2["mean FPR over attack cells at fractions <= 0.4"]["status"] == "MISS"
+    no_own = targets2["fractions > 0.4: worst cell, honest agents' own models"]
+    assert no_own["status"] == "NO DATA" and mx.PIPELINE_PERSONAL in no_own["detail"]
+
+    rows = [{**r, "status": "ok"} for r in rows] + [{**row("alie", 0.5, "mean", 0.9, 0.0, 0.0, None), "status": "n/a"}]
     per = {e["defence"]: e for e in mx._per_defence(spec, rows)}
     pipe = per[mx.PIPELINE]
-    assert pipe["cells"] == 2 and pipe["n/a"] == 0  # the no-attack cell is not an attack cell
-    assert pipe["tpr"] == pytest.approx(0.95) and pipe["fpr"] == pytest.approx(0.02)
-    assert pipe["low_cells"] == 1 and pipe["low_worst_gap"] == pytest.approx(2.0) and pipe["low_within"] == 1
-    assert pipe["low_tpr"] == pytest.approx(1.0) and pipe["half_tpr"] == pytest.approx(0.9)
-    assert pipe["half_cells"] == 1 and pipe["half_mean_gap"] == pytest.approx(10.0) and pipe["half_within"] == 0
+    assert pipe["cells"] == 3 and pipe["n/a"] == 0  # the no-attack cell is not an attack cell
+    assert pipe["low_cells"] == 2 and pipe["low_worst_gap"] == pytest.approx(2.0) and pipe["low_within"] == 2
+    assert pipe["low_tpr"] == pytest.approx(0.95) and pipe["half_tpr"] == pytest.approx(0.0)
+    assert pipe["half_cells"] == 1 and pipe["half_mean_gap"] == pytest.approx(80.0) and pipe["half_within"] == 0
     assert per["mean"]["cells"] == 0 and per["mean"]["n/a"] == 1 and per["mean"]["tpr"] is None
+
+
+def test_personal_cells_run_the_personal_view_and_report_the_own_models(tmp_path: Path) -> None:
+    spec = mx.MatrixSpec.small(
+        attacks=(mx.AttackCase("sign_flip"),),
+        fractions=(0.5,),
+        defences=(mx.PIPELINE_PERSONAL, mx.PIPELINE),
+        include_clean=False,
+    )
+    cell = spec.cells()[0]
+    assert cell.defence == mx.PIPELINE_PERSONAL
+    config = spec.config(cell)
+    assert config.aggregator == mx.PIPELINE and config.personal_view
+    assert not spec.config(spec.cells()[1]).personal_view
+    # Same run configuration but the personal view: different keys.
+    assert spec.key(cell) != spec.key(spec.cells()[1])
+    mx.run_matrix(spec, tmp_path, workers=1)
+    doc = mx.summarise(tmp_path)
+    rows = {r["defence"]: r for r in doc["cells"]}
+    mine, plain = rows[mx.PIPELINE_PERSONAL], rows[mx.PIPELINE]
+    assert plain["personal_gap_points"] is None
+    record = next(r for r in mx._read_jsonl(tmp_path / mx.CELLS_FILE) if r["defence"] == mx.PIPELINE_PERSONAL)
+    own = record["personal_accuracy"]
+    assert own["min"] <= own["mean"] <= own["max"]
+    assert mine["personal_gap_points"] == pytest.approx(100 * (record["honest_only_accuracy"] - own["mean"]))
+    assert mine["personal_worst_gap_points"] == pytest.approx(100 * (record["honest_only_accuracy"] - own["min"]))
+    md = (tmp_path / mx.MARKDOWN_FILE).read_text()
+    assert f"own {mine['personal_gap_points']:+.1f}, worst {mine['personal_worst_gap_points']:+.1f}" in md
 
 
 # -- the command --------------------------------------------------------------------------------------------------
@@ -308,6 +362,18 @@ def test_cli_small_matrix_runs_end_to_end(tmp_path: Path) -> None:
     assert json.loads((out / mx.JSON_FILE).read_text())["counts"]["ok"] == 7
 
 
+def test_cli_matrix_runs_another_model_and_says_so_in_its_command(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    code, output = invoke(
+        "matrix", "--small", "--out", str(out), "--workers", "1", "--model", "mlp", "--defences", "pipeline"
+    )
+    assert code == 0, output
+    records = lines(out / mx.CELLS_FILE)
+    assert records and {r["config"]["model"] for r in records} == {"mlp"}
+    assert "--model mlp" in (out / mx.MARKDOWN_FILE).read_text()
+    assert mx.MatrixSpec.from_json(json.loads((out / mx.SPEC_FILE).read_text())).model == "mlp"
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -317,6 +383,7 @@ def test_cli_small_matrix_runs_end_to_end(tmp_path: Path) -> None:
         ("--distributions", "iid,dirichlet:-1", "alpha must be > 0"),
         ("--fractions", "0.3,2", "[0, 1)"),
         ("--dataset", "nope", "nope"),
+        ("--model", "nope", "nope"),
     ],
 )
 def test_cli_bad_names_exit_2_with_a_message(tmp_path: Path, option: str, value: str, message: str) -> None:
@@ -347,14 +414,14 @@ def test_cli_matrix_reports_pipeline_known_f_beside_the_pipeline(
     assert cells[("sign_flip", "pipeline_known_f")]["tpr"] is not None
     assert [e["defence"] for e in doc["defences"]] == ["pipeline", "pipeline_known_f"]
     assert doc["target_defence"] == "pipeline"
-    assert doc["targets"][0]["detail"] == "1 of 1 attack cells measured"
+    assert doc["targets"][0]["detail"] == "1 of 1 attack cells at fractions <= 0.4 measured"
 
     md = (out / mx.MARKDOWN_FILE).read_text()
     assert "| attack | fraction | pipeline | pipeline_known_f |" in md
     row = next(line for line in md.splitlines() if line.startswith("| sign_flip | 0.3 |"))
     assert row.count("|") == 5 and "—" not in row and "error" not in row  # both columns measured
     assert "| pipeline | 1 | 0 |" in md and "| pipeline_known_f | 1 | 0 |" in md
-    assert "## Targets (issue 4) for `pipeline`" in md
+    assert "## Targets for `pipeline`" in md
     assert "`pipeline` assumes f = 3 of the 8 nodes" in md and "what knowing f would add" in md
     assert "--defences pipeline,pipeline_known_f" in md  # the command that reruns it
 

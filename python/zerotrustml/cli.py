@@ -785,6 +785,12 @@ def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str)
     help="Dataset [default: mnist].",
 )
 @click.option(
+    "--model",
+    type=click.Choice(models.MODELS + models.TORCH_MODELS + plugins.names("model")),
+    default=None,
+    help="Model [default: softmax].",
+)
+@click.option(
     "--attacks",
     "attack_list",
     default=None,
@@ -795,11 +801,11 @@ def admission_beacon(key_file: Path, committee_seed: str, round_: int, fmt: str)
     "--defences",
     default=None,
     metavar="LIST",
-    help="Comma list; pipeline_known_f is the pipeline given the true f "
-    "[default: every aggregator, pipeline and pipeline_known_f].",
+    help="Comma list; pipeline_known_f is the pipeline given the true f, pipeline_personal the pipeline with the "
+    "personal view [default: every aggregator, pipeline, pipeline_known_f and pipeline_personal].",
 )
 @click.option(
-    "--fractions", default=None, metavar="LIST", help="Comma list of Byzantine fractions [default: 0.3,0.4,0.5]."
+    "--fractions", default=None, metavar="LIST", help="Comma list of Byzantine fractions [default: 0.3,0.4,0.5,0.6]."
 )
 @click.option(
     "--distributions",
@@ -831,6 +837,7 @@ def matrix(
     rounds: int | None,
     nodes: int | None,
     dataset: str | None,
+    model: str | None,
     attack_list: str | None,
     defences: str | None,
     fractions: str | None,
@@ -845,7 +852,7 @@ def matrix(
     Runs every cell in parallel processes (or as Ray tasks: --executor ray),
     appending each finished cell to <out>/cells.jsonl (rerun the same
     command to resume), then writes
-    matrix.json, MATRIX.md (tables and the issue-4 targets for the pipeline)
+    matrix.json, MATRIX.md (tables, a per-defence summary and the targets for the pipeline)
     and matrix.png (TPR, FPR and accuracy-gap heatmaps).
     """
 
@@ -882,7 +889,13 @@ def matrix(
                 overrides[name] = parse(raw)
             except _ValidationError as e:
                 raise click.BadParameter(str(e), param_hint=hint) from None
-    for name, value in (("rounds", rounds), ("nodes", nodes), ("dataset", dataset), ("defence_config", defence_config)):
+    for name, value in (
+        ("rounds", rounds),
+        ("nodes", nodes),
+        ("dataset", dataset),
+        ("model", model),
+        ("defence_config", defence_config),
+    ):
         if value is not None:
             overrides[name] = value
     if seeds:
@@ -954,7 +967,7 @@ def matrix(
     except (OSError, ValueError) as e:
         raise click.ClickException(str(e)) from None
 
-    table = _Table("target", "measured", "threshold", "status", title=f"issue-4 targets for {doc['target_defence']}")
+    table = _Table("target", "measured", "threshold", "status", title=f"targets for {doc['target_defence']}")
     for t in doc["targets"]:
         value = "–" if t["value"] is None else f"{t['value']:.3f}{t['unit']}"
         colour = {"PASS": "green", "MISS": "red"}.get(t["status"], "yellow")

@@ -7,7 +7,7 @@ parallel processes (or as tasks on Ray, see :data:`EXECUTORS`) and appends each
 finished cell to ``cells.jsonl`` as soon as it is done, so an interrupted
 matrix resumes where it stopped;
 :func:`summarise` averages the cells over the seeds and writes ``matrix.json``,
-``MATRIX.md`` (one table per distribution and the issue-4 targets for the full
+``MATRIX.md`` (one table per distribution and the targets for the full
 pipeline) and ``matrix.png`` (heatmaps of TPR, FPR and accuracy gap).
 
 Seeds
@@ -92,6 +92,7 @@ __all__ = [
     "EXECUTORS",
     "PIPELINE",
     "PIPELINE_KNOWN_F",
+    "PIPELINE_PERSONAL",
     "RAY_INSTALL_HINT",
     "REPORT_SEEDS",
     "TUNING_SEEDS",
@@ -119,7 +120,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The full detection pipeline: the defence the issue-4 targets are measured on.
+#: The full detection pipeline: the defence the targets are measured on.
 PIPELINE = "pipeline"
 
 #: The pipeline as if it knew the true f: ``assumed_f`` is the cell's Byzantine count (an oracle no real network
@@ -127,8 +128,14 @@ PIPELINE = "pipeline"
 #: it, this column shows what knowing f would add.
 PIPELINE_KNOWN_F = "pipeline_known_f"
 
+#: The pipeline with the personal view on (``RunConfig.personal_view``): besides the shared decision, every honest
+#: agent aggregates with its own evidence first and keeps its own model. Its cells report the honest agents'
+#: own models (mean and worst against honest-only) besides the shared view; the targets at fractions of half the
+#: nodes and beyond are measured on them.
+PIPELINE_PERSONAL = "pipeline_personal"
+
 #: Matrix defences that run another aggregator with other settings: name -> the aggregator they run.
-_VARIANTS: dict[str, str] = {PIPELINE_KNOWN_F: PIPELINE}
+_VARIANTS: dict[str, str] = {PIPELINE_KNOWN_F: PIPELINE, PIPELINE_PERSONAL: PIPELINE}
 
 #: Seeds the matrix reports on (distinct from :data:`TUNING_SEEDS`).
 REPORT_SEEDS: tuple[int, ...] = (101, 102, 103)
@@ -158,14 +165,19 @@ _SUMMARY_KEYS = (
     "rounds",
     "n_byzantine",
     "elapsed_s",
+    "personal_accuracy",
 )
 
-#: The issue-4 targets: thresholds in points (gaps) or rates.
+#: The targets (issue 13): thresholds in points (gaps) or rates. TPR, FPR and the 3-point bound apply to the
+#: cells at fractions up to 0.4; the personal bounds to the honest agents' own models at 0.5 and beyond.
 TARGET_TPR = 0.95
-TARGET_FPR = 0.03
+TARGET_FPR = 0.02
 TARGET_GAP_UP_TO_04 = 3.0
-TARGET_GAP_AT_05 = 5.0
+TARGET_PERSONAL_MEAN_GAP = 5.0
+TARGET_PERSONAL_WORST_GAP = 10.0
 TARGET_DIRICHLET_CLEAN = 1.0
+#: The largest fraction the shared view's TPR, FPR and gap targets cover.
+LOW_FRACTION = 0.4
 
 _BASE = RunConfig()
 
@@ -175,17 +187,18 @@ Distribution = tuple[str, float | None]
 
 # -- names ----------------------------------------------------------------------------------------------------------
 def available_defences() -> tuple[str, ...]:
-    """Every defence the matrix can sweep: the plain aggregators, the full pipeline and the pipeline knowing f.
+    """Every defence the matrix can sweep: the plain aggregators, the full pipeline, the pipeline knowing f and the
+    pipeline with the personal view.
 
     Returns
     -------
     tuple of str
         ``defence.ALL_DEFENCES`` when the module defines it, else
-        ``defence.DEFENCES``; :data:`PIPELINE` and then :data:`PIPELINE_KNOWN_F`
-        are appended when missing.
+        ``defence.DEFENCES``; :data:`PIPELINE`, :data:`PIPELINE_KNOWN_F` and
+        :data:`PIPELINE_PERSONAL` are appended when missing.
     """
     names = tuple(cast(Sequence[str], getattr(defence, "ALL_DEFENCES", defence.DEFENCES)))
-    return (*names, *(n for n in (PIPELINE, PIPELINE_KNOWN_F) if n not in names))
+    return (*names, *(n for n in (PIPELINE, PIPELINE_KNOWN_F, PIPELINE_PERSONAL) if n not in names))
 
 
 def _fmt_param(value: Param) -> str:
@@ -435,8 +448,8 @@ class Cell:
     alpha : float or None
         Dirichlet concentration (``None`` for schemes that ignore it).
     defence : str
-        A name from :func:`available_defences` (:data:`PIPELINE_KNOWN_F` runs
-        the pipeline, see :meth:`MatrixSpec.config`).
+        A name from :func:`available_defences` (:data:`PIPELINE_KNOWN_F` and
+        :data:`PIPELINE_PERSONAL` run the pipeline, see :meth:`MatrixSpec.config`).
     seed : int
     """
 
@@ -469,12 +482,13 @@ class MatrixSpec:
         Default: :func:`default_attacks` (every attack but ``none``; IPM with
         epsilon 0.1 and 100).
     fractions : tuple of float
-        Byzantine fractions (default 0.3, 0.4, 0.5).
+        Byzantine fractions (default 0.3, 0.4, 0.5, 0.6).
     distributions : tuple of (str, float or None)
         Partition scheme and Dirichlet alpha (default IID, Dirichlet 0.5 and 0.1).
     defences : tuple of str
-        Default: :func:`available_defences` (each plain aggregator, the pipeline
-        and :data:`PIPELINE_KNOWN_F`, the pipeline given the true f).
+        Default: :func:`available_defences` (each plain aggregator, the pipeline,
+        :data:`PIPELINE_KNOWN_F`, the pipeline given the true f, and
+        :data:`PIPELINE_PERSONAL`, the pipeline with the personal view).
     seeds : tuple of int
         Default :data:`REPORT_SEEDS` (101, 102, 103), not the tuning seeds 1 and 2.
     include_clean : bool
@@ -492,7 +506,7 @@ class MatrixSpec:
     """
 
     attacks: tuple[AttackCase, ...] = field(default_factory=default_attacks)
-    fractions: tuple[float, ...] = (0.3, 0.4, 0.5)
+    fractions: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
     distributions: tuple[Distribution, ...] = (("iid", None), ("dirichlet", 0.5), ("dirichlet", 0.1))
     defences: tuple[str, ...] = field(default_factory=available_defences)
     seeds: tuple[int, ...] = REPORT_SEEDS
@@ -567,8 +581,9 @@ class MatrixSpec:
         """The run of ``cell``: the base fields plus the cell's attack, fraction, distribution, defence, seed.
 
         :data:`PIPELINE_KNOWN_F` runs the pipeline with ``assumed_f`` the cell's
-        true Byzantine count (``RunConfig.n_byzantine``); every other name is
-        the aggregator, with ``assumed_f`` left to its default.
+        true Byzantine count (``RunConfig.n_byzantine``);
+        :data:`PIPELINE_PERSONAL` runs it with ``personal_view`` on; every other
+        name is the aggregator, with ``assumed_f`` left to its default.
         """
         extra: dict[str, Any] = {}
         if self.defence_config is not None:
@@ -600,6 +615,8 @@ class MatrixSpec:
         )
         if cell.defence == PIPELINE_KNOWN_F:
             config = dataclasses.replace(config, assumed_f=config.n_byzantine)
+        elif cell.defence == PIPELINE_PERSONAL:
+            config = dataclasses.replace(config, personal_view=True)
         return config
 
     def key(self, cell: Cell, settings: Mapping[str, Any] | None = None) -> str:
@@ -619,7 +636,8 @@ class MatrixSpec:
 
         Notes
         -----
-        A defence that runs another aggregator (:data:`PIPELINE_KNOWN_F`) adds
+        A defence that runs another aggregator (:data:`PIPELINE_KNOWN_F`,
+        :data:`PIPELINE_PERSONAL`) adds
         its name to what is hashed, so its cells never share a key with that
         aggregator's; the other defences' keys are their configuration alone.
         """
@@ -713,6 +731,7 @@ class MatrixSpec:
             "rounds": lambda s: f"--rounds {s.rounds}",
             "nodes": lambda s: f"--nodes {s.nodes}",
             "dataset": lambda s: f"--dataset {s.dataset}",
+            "model": lambda s: f"--model {s.model}",
             "attacks": lambda s: f"--attacks '{','.join(a.label for a in s.attacks)}'",
             "defences": lambda s: f"--defences {','.join(s.defences)}",
             "fractions": lambda s: f"--fractions {','.join(format(f, 'g') for f in s.fractions)}",
@@ -1190,6 +1209,10 @@ def _aggregate(
             accuracy = _mean(r["final_accuracy"] for r in ok)
             honest = _mean(r["honest_only_accuracy"] for r in ok)
             gap = _mean(r["accuracy_gap"] for r in ok)
+            # The personal view's runs: the honest agents' own models against honest-only, per run, then averaged.
+            own = [(r["honest_only_accuracy"], r["personal_accuracy"]) for r in ok if r.get("personal_accuracy")]
+            own_gap = _mean(h - p["mean"] for h, p in own)
+            own_worst = _mean(h - p["min"] for h, p in own)
             rows.append(
                 {
                     "attack_label": attack.label,
@@ -1209,6 +1232,8 @@ def _aggregate(
                     "tpr": _mean(r["tpr"] for r in ok),
                     "fpr": _mean(r["fpr"] for r in ok),
                     "attack_success_rate": _mean(r["attack_success_rate"] for r in ok),
+                    "personal_gap_points": None if own_gap is None else 100.0 * own_gap,
+                    "personal_worst_gap_points": None if own_worst is None else 100.0 * own_worst,
                     "elapsed_s": sum(float(r.get("elapsed_s") or 0.0) for r in ok),
                 }
             )
@@ -1235,24 +1260,38 @@ def _target(
 
 def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) -> list[dict[str, Any]]:
     mine = [r for r in rows if r["defence"] == defence_name and r["n_seeds"] > 0]
-    attacked = [r for r in mine if r["fraction"] > 0 and r["attack"] != "none"]
+    low = [r for r in mine if r["fraction"] <= LOW_FRACTION + 1e-9]
+    attacked = [r for r in low if r["fraction"] > 0 and r["attack"] != "none"]
     expected_attacked = (
-        sum(1 for _, a, f in spec.scenarios() if f > 0 and a.name != "none") if (defence_name in spec.defences) else 0
+        sum(1 for _, a, f in spec.scenarios() if 0 < f <= LOW_FRACTION + 1e-9 and a.name != "none")
+        if (defence_name in spec.defences)
+        else 0
     )
-    coverage = f"{len(attacked)} of {expected_attacked} attack cells measured"
+    coverage = f"{len(attacked)} of {expected_attacked} attack cells at fractions <= {LOW_FRACTION:g} measured"
 
-    def worst(cands: list[dict[str, Any]]) -> tuple[float | None, str]:
-        measured = [r for r in cands if r["gap_points"] is not None]
+    def where(r: Mapping[str, Any]) -> str:
+        return f"{r['attack_label']} @{r['fraction']:g} {distribution_label((r['distribution'], r['alpha']))}"
+
+    def worst(cands: list[dict[str, Any]], key: str = "gap_points") -> tuple[float | None, str]:
+        measured = [r for r in cands if r[key] is not None]
         if not measured:
             return None, "no cell measured"
-        w = max(measured, key=lambda r: r["gap_points"])
-        where = f"{w['attack_label']} @{w['fraction']:g} {distribution_label((w['distribution'], w['alpha']))}"
-        return float(w["gap_points"]), f"worst: {where}; {len(measured)} cells"
+        w = max(measured, key=lambda r: r[key])
+        return float(w[key]), f"worst: {where(w)}; {len(measured)} cells"
 
     tpr = _mean(r["tpr"] for r in attacked)
     fpr = _mean(r["fpr"] for r in attacked)
-    low_gap, low_where = worst([r for r in mine if r["fraction"] <= 0.4 + 1e-9])
-    high_gap, high_where = worst([r for r in mine if abs(r["fraction"] - 0.5) < 1e-9])
+    low_gap, low_where = worst(low)
+    # Half the nodes and beyond: the honest agents' own models under the personal view.
+    personal = [
+        r
+        for r in rows
+        if r["defence"] == PIPELINE_PERSONAL and r["fraction"] > LOW_FRACTION + 1e-9 and r["n_seeds"] > 0
+    ]
+    own_mean, own_mean_where = worst(personal, "personal_gap_points")
+    own_worst, own_worst_where = worst(personal, "personal_worst_gap_points")
+    if PIPELINE_PERSONAL not in spec.defences or not any(f > LOW_FRACTION + 1e-9 for f in spec.fractions):
+        own_mean_where = own_worst_where = f"needs {PIPELINE_PERSONAL} and a fraction above {LOW_FRACTION:g}"
 
     # Dirichlet(0.1), no attack: the defence against plain (example-weighted) averaging in the same cell.
     def clean(d: str) -> dict[str, Any] | None:
@@ -1282,10 +1321,24 @@ def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) ->
             diri_detail = f"against the honest-only reference (no mean cell): {mine_clean['accuracy']:.4f}"
 
     return [
-        _target("mean TPR over attack cells", tpr, TARGET_TPR, at_most=False, unit="", detail=coverage),
-        _target("mean FPR over attack cells", fpr, TARGET_FPR, at_most=True, unit="", detail=coverage),
         _target(
-            "worst accuracy gap at fraction <= 0.4 (no-attack cells included)",
+            f"mean TPR over attack cells at fractions <= {LOW_FRACTION:g}",
+            tpr,
+            TARGET_TPR,
+            at_most=False,
+            unit="",
+            detail=coverage,
+        ),
+        _target(
+            f"mean FPR over attack cells at fractions <= {LOW_FRACTION:g}",
+            fpr,
+            TARGET_FPR,
+            at_most=True,
+            unit="",
+            detail=coverage,
+        ),
+        _target(
+            f"worst accuracy gap at fractions <= {LOW_FRACTION:g} (no-attack cells included)",
             low_gap,
             TARGET_GAP_UP_TO_04,
             at_most=True,
@@ -1293,12 +1346,22 @@ def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) ->
             detail=low_where,
         ),
         _target(
-            "worst accuracy gap at fraction 0.5",
-            high_gap,
-            TARGET_GAP_AT_05,
+            f"fractions > {LOW_FRACTION:g}: worst cell, honest agents' own models (mean over agents) "
+            f"below honest-only ({PIPELINE_PERSONAL})",
+            own_mean,
+            TARGET_PERSONAL_MEAN_GAP,
             at_most=True,
             unit=" pts",
-            detail=high_where,
+            detail=own_mean_where,
+        ),
+        _target(
+            f"fractions > {LOW_FRACTION:g}: worst cell, worst honest agent's own model below honest-only "
+            f"({PIPELINE_PERSONAL})",
+            own_worst,
+            TARGET_PERSONAL_WORST_GAP,
+            at_most=True,
+            unit=" pts",
+            detail=own_worst_where,
         ),
         _target(
             "Dirichlet(0.1) no attack: accuracy below plain mean",
@@ -1323,8 +1386,8 @@ def _per_defence(spec: MatrixSpec, rows: list[dict[str, Any]]) -> list[dict[str,
             "tpr": _mean(r["tpr"] for r in mine),
             "fpr": _mean(r["fpr"] for r in mine),
         }
-        for name, half, bound in (("low", False, 3.0), ("half", True, 5.0)):
-            part = [r for r in mine if (r["fraction"] > 0.4) == half]
+        for name, half, bound in (("low", False, TARGET_GAP_UP_TO_04), ("half", True, TARGET_PERSONAL_MEAN_GAP)):
+            part = [r for r in mine if (r["fraction"] > LOW_FRACTION + 1e-9) == half]
             gaps = [float(r["gap_points"]) for r in part]
             entry[f"{name}_cells"] = len(gaps)
             entry[f"{name}_tpr"] = _mean(r["tpr"] for r in part)
@@ -1355,6 +1418,8 @@ def _cell_text(row: Mapping[str, Any], n_seeds: int) -> str:
     if row["n_seeds"] == 0:
         return "error" if row["reason"] else "—"
     parts = [_fmt(row["gap_points"], "+.1f"), _fmt(row["tpr"], ".2f"), _fmt(row["fpr"], ".2f")]
+    if row.get("personal_gap_points") is not None:
+        parts.append(f"own {row['personal_gap_points']:+.1f}, worst {row['personal_worst_gap_points']:+.1f}")
     if row["attack_success_rate"] is not None:
         parts.append(f"ASR {row['attack_success_rate']:.2f}")
     text = " / ".join(parts)
@@ -1405,6 +1470,14 @@ def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_n
             "(an oracle no real network has): beside it, what knowing f would add.",
             "",
         ]
+    if PIPELINE_PERSONAL in spec.defences:
+        lines += [
+            f"`{PIPELINE_PERSONAL}` is the pipeline with the personal view on: besides the shared view (the cell's "
+            "first three figures), every honest agent aggregates with its own evidence first and keeps its own "
+            "model. **own** is how far the honest agents' own models fall below honest-only (mean over agents), "
+            "**worst** the same for the worst honest agent; both in points, averaged over seeds.",
+            "",
+        ]
     header = "| attack | fraction | " + " | ".join(spec.defences) + " |"
     rule = "|---|---|" + "---|" * len(spec.defences)
     for dist in spec.distributions:
@@ -1419,11 +1492,13 @@ def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_n
         "## Per defence",
         "",
         "Over each defence's attack cells that ran (n/a cells left out, so the columns cover different cells "
-        "where preconditions differ). Gap bounds are the targets': 3 points at fractions up to 0.4, 5 points "
-        "at 0.5.",
+        f"where preconditions differ). Gap bounds: {TARGET_GAP_UP_TO_04:g} points at fractions up to "
+        f"{LOW_FRACTION:g} (the target), {TARGET_PERSONAL_MEAN_GAP:g} points above (the shared view; the target "
+        "there is on the personal view's own models).",
         "",
-        "| defence | attack cells | n/a | mean TPR | mean FPR | <= 0.4: TPR | FPR | mean gap | worst "
-        "| within 3 pts | 0.5: TPR | FPR | mean gap | worst | within 5 pts |",
+        f"| defence | attack cells | n/a | mean TPR | mean FPR | <= {LOW_FRACTION:g}: TPR | FPR | mean gap | worst "
+        f"| within {TARGET_GAP_UP_TO_04:g} pts | > {LOW_FRACTION:g}: TPR | FPR | mean gap | worst "
+        f"| within {TARGET_PERSONAL_MEAN_GAP:g} pts |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in doc["defences"]:
@@ -1436,7 +1511,7 @@ def _markdown(spec: MatrixSpec, doc: Mapping[str, Any], out_dir: Path, defence_n
             )
             + "|"
         )
-    lines += ["", f"## Targets (issue 4) for `{defence_name}`", ""]
+    lines += ["", f"## Targets for `{defence_name}`", ""]
     if spec.dataset != "mnist":
         lines += [f"The targets are defined on MNIST; this matrix ran on {spec.dataset}, so they are indicative.", ""]
     if defence_name not in spec.defences:
@@ -1563,7 +1638,8 @@ def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_def
         The specification to summarise (default: ``out_dir/spec.json``, the
         last one run there). Only its cells are read from ``cells.jsonl``.
     target_defence : str
-        The defence the issue-4 targets are computed for (default the pipeline).
+        The defence the targets are computed for (default the pipeline; the personal-view targets read
+        :data:`PIPELINE_PERSONAL`'s cells).
 
     Returns
     -------

@@ -110,10 +110,16 @@ class RunConfig:
         """The f the aggregator assumes: ``assumed_f`` when given; else, for the pipeline, its configured share
         of the nodes (``ASSUMED_BYZANTINE_FRACTION``, never the true count), and for a plain rule (whose
         precondition and selection need it) the true Byzantine count."""
+        return self.resolve_f(None)
+
+    def resolve_f(self, defence_config: DefenceConfig | None) -> int:
+        """:attr:`f` with the defence settings already loaded (``None``: load them from ``defence_config``,
+        the environment included); a run resolves it once, not on every access."""
         if self.assumed_f is not None:
             return self.assumed_f
         if self.aggregator == "pipeline":
-            return pipeline.assumed_f(DefenceConfig.load(self.defence_config), self.nodes)
+            loaded = DefenceConfig.load(self.defence_config) if defence_config is None else defence_config
+            return pipeline.assumed_f(loaded, self.nodes)
         return self.n_byzantine
 
     @property
@@ -247,6 +253,7 @@ class _Setup:
     defence_config: DefenceConfig
     keys: dict[str, Any]
     ring: proofs.KeyRing
+    f: int  # the f the aggregator assumes (RunConfig.f, resolved once with ``defence_config``)
 
 
 def data_shares(
@@ -385,7 +392,7 @@ class Simulation:
         ring = proofs.KeyRing()
         for nid, key in keys.items():
             ring.register(nid, key.verify_key)
-        return _Setup(ds, nodes, node_ids, byzantine, model, spec, dconf, keys, ring)
+        return _Setup(ds, nodes, node_ids, byzantine, model, spec, dconf, keys, ring, c.resolve_f(dconf))
 
     # -- the run -----------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -558,7 +565,7 @@ class Simulation:
                 n_byzantine=len(byz_ids),
                 rng=np.random.default_rng([c.seed, r, 0xA77]),
                 aggregator=c.aggregator,
-                f=c.f,
+                f=s.f,
                 colluding=c.colluding,
                 params=params,
                 defence=self._oracle(s, st) if c.aggregator == "pipeline" else None,
@@ -761,7 +768,7 @@ class Simulation:
             stored,
             rejected,
             aggregator=c.aggregator,
-            f=c.f,
+            f=s.f,
             seed=c.seed,
             dims=int(st.theta.shape[0]),
             defence_config=s.defence_config,
@@ -865,7 +872,7 @@ class Simulation:
         """What an adaptive attacker aimed at the pipeline simulates: its similarity stage, which needs only
         the round's updates (omniscient attackers see them). Committee and reputation depend on other nodes'
         data and history, which the attacker cannot replay."""
-        f = self.config.f
+        f = s.f
 
         def accepts(x: F32) -> npt.NDArray[np.bool_]:
             ev = detection.similarity_evidence(x, st.previous, min(f, x.shape[0] - 1), s.defence_config)
@@ -993,7 +1000,7 @@ class Simulation:
             "rounds": len(rows),
             "byzantine_nodes": sorted(s.byzantine),
             "n_byzantine": len(s.byzantine),
-            "assumed_f": c.f,
+            "assumed_f": s.f,
             "dims": s.model.dims,
             "params": c.to_json(),
             "defence_config": s.defence_config.to_json(),
