@@ -23,6 +23,7 @@ from zerotrustml import matrix as mx
 from zerotrustml.cli import main
 from zerotrustml.exceptions import ParameterError
 from zerotrustml.fl import attacks
+from zerotrustml.fl.simulation import RunConfig, run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -117,7 +118,7 @@ def test_pipeline_known_f_is_the_pipeline_given_the_true_count() -> None:
 
 # -- running ------------------------------------------------------------------------------------------------------
 def test_run_matrix_records_every_cell_with_preconditions_as_na(
-    small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]],
+    small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     out, result, events = small_run
     spec = mx.MatrixSpec.small()
@@ -138,6 +139,11 @@ def test_run_matrix_records_every_cell_with_preconditions_as_na(
     assert events[0].status == "start" and events[0].done == 0
     assert [e.done for e in events[1:]] == list(range(1, 10)) and all(e.total == 9 for e in events)
     assert not (out / mx.ERRORS_FILE).exists()
+    # A cell runs on a throwaway store without fsyncs: its results are those of a durable run of its configuration.
+    pipe = next(r for r in ok if r["defence"] == mx.PIPELINE and r["attack"] == "sign_flip")
+    summary = run(RunConfig(**pipe["config"]), tmp_path_factory.mktemp("durable"))
+    for k in ("final_accuracy", "honest_only_accuracy", "tpr", "fpr"):
+        assert summary[k] == pipe[k], k
 
 
 def test_a_second_run_resumes_and_runs_nothing(small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]]) -> None:

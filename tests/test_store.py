@@ -154,8 +154,22 @@ def test_open_backend_names() -> None:
     with pytest.raises(ParameterError) as err:
         open_backend("x", "/tmp")
     assert str(err.value) == "backend: unknown name 'x'; choose one of embedded, holochain, mock"
-    with pytest.raises(ParameterError, match="the embedded store takes none"):
+    with pytest.raises(ParameterError, match="the embedded store takes only durable, got conductors"):
         open_backend("embedded", "/tmp", conductors=2)
+    assert open_backend("embedded", "/nonexistent/never-opened").durable  # type: ignore[attr-defined]
+    assert not open_backend("embedded", "/nonexistent/never-opened", durable=False).durable  # type: ignore[attr-defined]
+
+
+@async_test
+async def test_a_throwaway_store_skips_fsync_and_keeps_what_it_wrote(tmp_path: Path) -> None:
+    # synchronous: 2 is FULL (an fsync per transaction), 0 is OFF; per connection, so read on the store's own.
+    for durable, expected in ((True, 2), (False, 0)):
+        path = tmp_path / str(durable)
+        async with EmbeddedStore(path, durable=durable) as store:
+            assert store._conn is not None and store._conn.execute("PRAGMA synchronous").fetchone()[0] == expected
+            await store.set_model_spec(SPEC)
+        async with EmbeddedStore(path) as again:  # reopened (durably): what was written is there
+            assert await again.get_model_spec() == SPEC
 
 
 def test_store_errors_are_exported_from_exceptions() -> None:

@@ -953,8 +953,10 @@ def _run_cell(config_json: dict[str, Any]) -> dict[str, Any]:
 
     try:
         config = RunConfig(**config_json)
+        # The cell's store is deleted when the cell ends, so it skips the fsyncs (same results, less time).
+        options = {"durable": False} if config.backend == "embedded" else {}
         with tempfile.TemporaryDirectory(prefix="ztml-matrix-") as tmp:
-            summary = run(config, tmp, metrics_path=Path(tmp) / "metrics.jsonl")
+            summary = run(config, tmp, metrics_path=Path(tmp) / "metrics.jsonl", backend_options=options)
         out = {k: summary.get(k) for k in _SUMMARY_KEYS}
         return {"status": "ok", "reason": None, **out}
     except Exception as e:  # reported per cell, the matrix goes on

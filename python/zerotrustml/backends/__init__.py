@@ -47,7 +47,8 @@ def open_backend(name: str, data_dir: str | os.PathLike[str], **options: Any) ->
         Where the backend keeps its files.
     options
         For ``holochain`` and ``mock``: the keyword arguments of :class:`HolochainBackend`
-        (``conductors``, ``round_timeout``, ``log``, ...); ``embedded`` takes none.
+        (``conductors``, ``round_timeout``, ``log``, ...); for ``embedded``:
+        ``durable`` (:class:`EmbeddedStore`).
 
     Raises
     ------
@@ -55,9 +56,10 @@ def open_backend(name: str, data_dir: str | os.PathLike[str], **options: Any) ->
         The name is not one of :data:`BACKENDS`.
     """
     if name == "embedded":
-        if options:
-            raise ParameterError(f"backend options: the embedded store takes none, got {', '.join(sorted(options))}")
-        return EmbeddedStore(data_dir)
+        unknown = sorted(set(options) - {"durable"})
+        if unknown:
+            raise ParameterError(f"backend options: the embedded store takes only durable, got {', '.join(unknown)}")
+        return EmbeddedStore(data_dir, durable=bool(options.get("durable", True)))
     if name in ("holochain", "mock"):
         return HolochainBackend(data_dir, mode="conductors" if name == "holochain" else "mock", **options)
     raise ParameterError(f"backend: unknown name {name!r}; choose one of {', '.join(BACKENDS)}")

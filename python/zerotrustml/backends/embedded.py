@@ -365,6 +365,11 @@ class EmbeddedStore(Backend):
     data_dir
         Directory holding ``zerotrustml.sqlite`` and ``zerotrustml.lock``;
         created with its parents on :meth:`open`.
+    durable
+        ``True`` (default): ``synchronous=FULL``, see the notes. ``False``:
+        ``synchronous=OFF``, no fsync at all, for a throwaway store (a matrix
+        cell's temporary directory): an operating-system crash may lose or
+        damage it, a process crash does not.
 
     Notes
     -----
@@ -379,8 +384,9 @@ class EmbeddedStore(Backend):
 
     name = "embedded"
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.data_dir = Path(data_dir)
+        self.durable = bool(durable)
         self.path = self.data_dir / DB_NAME
         self.lock_path = self.data_dir / LOCK_NAME
         self._conn: sqlite3.Connection | None = None
@@ -519,7 +525,7 @@ class EmbeddedStore(Backend):
                 raise self._corrupt(f"schema version {version} but tables are missing: {', '.join(missing)}")
         try:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'OFF'}")
             conn.execute("PRAGMA foreign_keys = ON")
             if fresh:
                 try:
