@@ -1,7 +1,9 @@
 """The personal view at half the nodes Byzantine and beyond (tuning seeds only).
 
 Runs the pipeline with ``personal_view=True`` (every honest agent also keeps its own model, see
-:mod:`zerotrustml.defence.personal`) on sign flips at 0.5 and 0.6 and with no attack, IID, Dirichlet(0.5) and
+:mod:`zerotrustml.defence.personal`) on sign flips and both adaptive attackers (white-box: they search against
+the similarity stage and the honest agents' predicted vouching) at 0.5 and 0.6, and with no attack, IID,
+Dirichlet(0.5) and
 Dirichlet(0.1), 20 rounds, and writes the honest agents' accuracy (mean, worst) beside honest-only averaging
 and the shared view into ``results/personal_view.json`` and docs/DETECTION.md (between the
 ``personal-view`` markers).
@@ -23,7 +25,7 @@ from typing import Any
 from docblock import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = (("sign_flip", 0.5), ("sign_flip", 0.6), ("none", 0.0))
+CASES = tuple((a, f) for a in ("sign_flip", "adaptive", "adaptive_steady") for f in (0.5, 0.6)) + (("none", 0.0),)
 PARTITIONS = (("iid", 0.5), ("dirichlet", 0.5), ("dirichlet", 0.1))
 START, END = "<!-- personal-view:start -->", "<!-- personal-view:end -->"
 

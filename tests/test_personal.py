@@ -31,6 +31,19 @@ def test_own_data_scores_honest_updates_up_and_negated_ones_down() -> None:
     with pytest.raises(ParameterError, match="updates"):
         personal.evidence_scores(ids[:2], np.stack(rows), model=model, params=theta, x=x, y=y)
 
+    # Scaled by the agent's own update, the scores do not depend on what anyone else sends: a block of huge
+    # updates (half the round) would lift the round's median norm and shrink every honest score below the bar.
+    own = float(np.linalg.norm(rows[0]))
+    mine = personal.evidence_scores(ids, np.stack(rows), model=model, params=theta, x=x[:50], y=y[:50], own_norm=own)
+    huge = np.stack(rows + [1e3 * rows[5]] * 6)
+    big_ids = ids + [f"huge{i}" for i in range(6)]
+    with_huge = personal.evidence_scores(big_ids, huge, model=model, params=theta, x=x[:50], y=y[:50], own_norm=own)
+    assert all(with_huge[i] == pytest.approx(mine[i]) for i in ids)
+    by_median = personal.evidence_scores(big_ids, huge, model=model, params=theta, x=x[:50], y=y[:50])
+    assert max(by_median[i] for i in "abcd") < personal.MIN_TRUST < min(mine[i] for i in "abcd")
+    with pytest.raises(ParameterError, match="own_norm"):
+        personal.evidence_scores(ids, np.stack(rows), model=model, params=theta, x=x, y=y, own_norm=float("nan"))
+
 
 def test_colluders_vouching_for_each_other_are_never_reached() -> None:
     """The attack on the rule: 12 colluders out of 20 vouch for each other at the clip and distrust everyone
@@ -90,3 +103,36 @@ def test_personal_aggregate_clips_and_weighs_by_capped_counts() -> None:
     out = personal.personal_aggregate(rows, [1, 1, 1], clip=2.0)
     assert out == pytest.approx(np.array([(1 + 1.0 * 2) / 3, 1 / 3]), rel=1e-6)  # the long row clipped to 2
     assert personal.personal_aggregate(np.zeros((0, 2)), [], clip=2.0).tolist() == [0.0, 0.0]
+    # Against the agent's own update norm: kept long rows cannot raise the bound by being many.
+    many = np.array([[1.0, 0.0], [100.0, 0.0], [100.0, 0.0]])
+    assert personal.personal_aggregate(many, [1, 1, 1], clip=2.0)[0] == pytest.approx(100 * 2 / 3 + 1 / 3)
+    assert personal.personal_aggregate(many, [1, 1, 1], clip=2.0, reference=1.0)[0] == pytest.approx(5 / 3)
+
+
+def test_the_attackers_prediction_keeps_rows_every_honest_update_scores_above_min_trust() -> None:
+    rng = np.random.default_rng(0)
+    direction = rng.standard_normal(50)
+    honest = direction + 0.3 * rng.standard_normal((6, 50))
+    other = rng.standard_normal(50)
+    other -= (other @ direction) / (direction @ direction) * direction  # orthogonal to the honest direction
+    candidates = np.stack(
+        [
+            0.5 * honest.mean(axis=0),  # a shrunken honest mean: every honest update scores it positive
+            -honest.mean(axis=0),  # a sign flip: negative for everyone
+            3 * np.linalg.norm(direction) * other / np.linalg.norm(other),  # noise the honest updates cannot see
+            honest[0],  # a copy of one honest update
+        ]
+    )
+    mask = personal.predicted_vouching(np.vstack([honest, candidates]), 6)
+    assert mask[:6].all()  # honest rows: an agent keeps its own update
+    assert mask[6:].tolist() == [True, False, False, True]
+    # The same bar as the agents' own evidence: raising min_trust above the shrunken mean's scores drops it.
+    # Each agent's scale is its own update's norm: the score is <row, h_i> / |h_i|^2.
+    lowest = float((honest @ candidates[0] / (honest * honest).sum(axis=1)).min())
+    assert not personal.predicted_vouching(np.vstack([honest, candidates]), 6, min_trust=lowest + 1e-6)[6]
+    assert personal.predicted_vouching(np.vstack([honest, candidates]), 6, min_trust=lowest - 1e-6)[6]
+    assert personal.predicted_vouching(honest, 6).all() and personal.predicted_vouching(candidates, 0).all()
+    with pytest.raises(ParameterError, match="n_honest"):
+        personal.predicted_vouching(honest, 7)
+    with pytest.raises(ParameterError, match="rows"):
+        personal.predicted_vouching(honest[0], 1)

@@ -255,6 +255,29 @@ def test_the_personal_view_keeps_honest_agents_accurate_when_half_the_nodes_lie(
     assert "personal_accuracy" not in plain and "personal_view" not in plain["params"]
 
 
+def test_the_adaptive_attacker_searches_against_the_personal_view_when_it_is_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zerotrustml.defence import personal
+
+    calls: list[tuple[int, int]] = []
+    real = personal.predicted_vouching
+
+    def spy(rows: Any, n_honest: int, min_trust: float = personal.MIN_TRUST) -> Any:
+        mask = real(rows, n_honest, min_trust)
+        calls.append((int(np.asarray(rows).shape[0]), n_honest))
+        return mask
+
+    monkeypatch.setattr(personal, "predicted_vouching", spy)
+    cfg = small(rounds=2, attack="adaptive_steady", byzantine_fraction=0.5, personal_view=True)
+    run(cfg, tmp_path / "personal")
+    # Every candidate the attacker tried was checked against every honest agent's predicted vouching.
+    assert calls and all(n == cfg.nodes and h == cfg.nodes - cfg.n_byzantine for n, h in calls)
+    calls.clear()
+    run(small(rounds=2, attack="adaptive_steady", byzantine_fraction=0.5), tmp_path / "shared")
+    assert not calls  # without the personal view the oracle is the similarity stage alone
+
+
 def test_the_personal_view_resumes_exactly(tmp_path: Path) -> None:
     cfg = small(rounds=4, attack="sign_flip", byzantine_fraction=0.5, personal_view=True)
     whole = run(cfg, tmp_path / "whole")

@@ -7,8 +7,9 @@ something the attackers cannot forge: its own data. Its personal view keeps its 
 the updates that its own evidence, and the evidence of agents it has come to trust, vouch for:
 
 1. **Evidence, every round.** Every agent ``x`` scores every update ``g_u`` of the round on its own data at its
-   own model: ``s_x(u) = <grad L_x, g_u> / (|grad L_x| * m)``, where ``m`` is the round's median update norm (so
-   scores compare across rounds), clipped to ``[-3, 3]``. An update trained on data like ``x``'s descends
+   own model: ``s_x(u) = <grad L_x, g_u> / (|grad L_x| * m_x)``, where ``m_x`` is the norm of ``x``'s own update
+   (so scores compare across rounds, and no one else's update sets the scale: a block of huge updates would
+   otherwise shrink every honest score below the bar), clipped to ``[-3, 3]``. An update trained on data like ``x``'s descends
    ``x``'s loss (``s > 0``); a negated or poisoned one climbs it; noise and data unlike ``x``'s score about
    zero. The scores are what an agent publishes as its votes (each one signed, like a committee vote).
 2. **Memory per peer.** ``trust_x(u) <- decay * trust_x(u) + (1 - decay) * s_x(u)`` over the rounds ``u`` took
@@ -25,8 +26,8 @@ the updates that its own evidence, and the evidence of agents it has come to tru
    holding theirs. The veto is what label skew needs: a sign-flipped update of classes ``v`` does not hold
    can look like mild help to ``v`` and to others like it, but the agents holding those classes see it climb
    their loss, and one of them kept is enough to keep it out.
-4. **Aggregate.** The kept updates, each clipped to ``clip`` times their median norm, weighted by their
-   capped example counts.
+4. **Aggregate.** The kept updates, each clipped to ``clip`` times the norm of the agent's own update (not the
+   kept updates' median, which kept attackers could set), weighted by their capped example counts.
 
 No majority is assumed anywhere, so the view holds at half the network Byzantine and beyond, as long as the
 honest agents' evidence connects them.
@@ -53,6 +54,7 @@ __all__ = [
     "PersonalView",
     "evidence_scores",
     "personal_aggregate",
+    "predicted_vouching",
     "distrust_bar",
     "reach",
 ]
@@ -79,17 +81,51 @@ def evidence_scores(
     params: npt.ArrayLike,
     x: npt.ArrayLike,
     y: npt.ArrayLike,
+    own_norm: float | None = None,
 ) -> dict[str, float]:
-    """One agent's evidence on a round: ``s(u)`` for every update (step 1 of the module docs)."""
+    """One agent's evidence on a round: ``s(u)`` for every update (step 1 of the module docs).
+
+    ``own_norm`` is the norm of the agent's own update this round, the scale ``m_x``; ``None`` (an agent that sent
+    none) falls back to the round's median update norm.
+    """
     rows = np.asarray(updates, dtype=np.float64)
     if rows.ndim != 2 or rows.shape[0] != len(ids):
         raise ParameterError(f"updates: expected one row per id ({len(ids)}), got shape {rows.shape}")
+    if own_norm is not None and not (np.isfinite(own_norm) and own_norm >= 0):
+        raise ParameterError(f"own_norm: must be finite and >= 0, got {own_norm}")
     if rows.shape[0] == 0:
         return {}
     grad = np.asarray(model.loss_grad(params, x, y)[1], dtype=np.float64)
-    scale = float(np.linalg.norm(grad)) * max(float(np.median(np.linalg.norm(rows, axis=1))), 1e-30)
+    m = float(np.median(np.linalg.norm(rows, axis=1))) if own_norm is None else float(own_norm)
+    scale = float(np.linalg.norm(grad)) * max(m, 1e-30)
     s = np.clip(rows @ grad / max(scale, 1e-300), -SCORE_CLIP, SCORE_CLIP)
     return {nid: float(v) for nid, v in zip(ids, s, strict=True)}
+
+
+def predicted_vouching(rows: npt.ArrayLike, n_honest: int, min_trust: float = MIN_TRUST) -> npt.NDArray[np.bool_]:
+    """What an omniscient attacker can predict of the personal view: which rows every honest agent would vouch for.
+
+    The attacker sees the honest updates (the first ``n_honest`` rows) but not the agents' data, so it stands
+    each agent's update in for the gradient of its loss (an update is a few steps down that gradient) and scores
+    every row as :func:`evidence_scores` would: ``<row, h_i> / |h_i|^2`` (the agent's own update norm is its
+    scale). A row
+    is predicted kept by everyone when every honest agent's score exceeds ``min_trust`` (its trust then does
+    too, as trust is an average of scores). Honest rows are always ``True`` (an agent keeps its own update).
+    This is the white-box oracle the adaptive attackers search against when the personal view is on.
+    """
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim != 2:
+        raise ParameterError(f"rows: expected a 2-d array, got shape {x.shape}")
+    if not 0 <= n_honest <= x.shape[0]:
+        raise ParameterError(f"n_honest: must be in [0, {x.shape[0]}], got {n_honest}")
+    out = np.ones(x.shape[0], dtype=bool)
+    if n_honest == 0 or n_honest == x.shape[0]:
+        return out
+    honest = x[:n_honest]
+    sq = np.maximum((honest * honest).sum(axis=1), 1e-300)
+    scores = np.clip(x[n_honest:] @ honest.T / sq, -SCORE_CLIP, SCORE_CLIP)
+    out[n_honest:] = (scores > min_trust).all(axis=1)
+    return out
 
 
 def reach(
@@ -151,14 +187,15 @@ def distrust_bar(trust: Mapping[str, float], veto_z: float = VETO_Z) -> float:
     return min(0.0, med - veto_z * spread)
 
 
-def personal_aggregate(rows: npt.ArrayLike, counts: Sequence[int], clip: float) -> F32:
-    """The kept rows, each clipped to ``clip`` times their median norm (0: off), weighted by capped counts."""
+def personal_aggregate(rows: npt.ArrayLike, counts: Sequence[int], clip: float, reference: float | None = None) -> F32:
+    """The kept rows, each clipped to ``clip`` times ``reference`` (the agent's own update norm; ``None``: the
+    rows' median norm; ``clip`` 0: off), weighted by capped counts."""
     r = np.asarray(rows, dtype=np.float64)
     if r.shape[0] == 0:
         return np.zeros(r.shape[1] if r.ndim == 2 else 0, dtype=np.float32)
     if clip > 0:
         norms = np.linalg.norm(r, axis=1)
-        bound = clip * float(np.median(norms))
+        bound = clip * (float(np.median(norms)) if reference is None else float(reference))
         r = r * np.where(norms > bound, bound / np.maximum(norms, 1e-300), 1.0)[:, None]
     w = aggregators.example_weights([int(c) for c in counts])
     out: F32 = ((w[:, None] * r).sum(axis=0) / max(float(w.sum()), 1e-300)).astype(np.float32)

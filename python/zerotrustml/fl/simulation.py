@@ -357,7 +357,12 @@ class Simulation:
     def _setup(self) -> _Setup:
         c = self.config
         ds, nodes = data_shares(
-            c.dataset, c.nodes, c.distribution, alpha=c.alpha, holdout_fraction=c.holdout_fraction, seed=c.seed,
+            c.dataset,
+            c.nodes,
+            c.distribution,
+            alpha=c.alpha,
+            holdout_fraction=c.holdout_fraction,
+            seed=c.seed,
             path=c.dataset_path,
         )
         node_ids = federation_ids(c.nodes)
@@ -568,7 +573,7 @@ class Simulation:
                 f=s.f,
                 colluding=c.colluding,
                 params=params,
-                defence=self._oracle(s, st) if c.aggregator == "pipeline" else None,
+                defence=self._oracle(s, st, len(honest_ids)) if c.aggregator == "pipeline" else None,
             )
             for nid, row in zip(byz_ids, attacks.craft(c.attack, ctx), strict=True):
                 updates[nid] = np.asarray(row, dtype=np.float32)
@@ -694,6 +699,11 @@ class Simulation:
         counts = [sub.example_count for sub in stored]
         index = {nid: i for i, nid in enumerate(s.node_ids)}
         views = {nid: personal.PersonalView.from_state(state) for nid, state in st.views.items()}
+
+        def own_norm(nid: str) -> float | None:
+            """The norm of the agent's own update this round: its scale (None: it sent none)."""
+            return float(np.linalg.norm(rows[ids.index(nid)])) if rows is not None and nid in ids else None
+
         if rows is not None:
             for nid, view in views.items():
                 if nid in unreachable:
@@ -704,7 +714,13 @@ class Simulation:
                 else:
                     nd = s.nodes[index[nid]]
                     scores = personal.evidence_scores(
-                        ids, rows, model=s.model, params=st.personal[nid], x=nd.x_train, y=nd.y_train
+                        ids,
+                        rows,
+                        model=s.model,
+                        params=st.personal[nid],
+                        x=nd.x_train,
+                        y=nd.y_train,
+                        own_norm=own_norm(nid),
                     )
                     view.remember(scores)
         trust = {nid: view.trust for nid, view in views.items()}
@@ -713,7 +729,9 @@ class Simulation:
             if rows is not None and nid not in unreachable:
                 kept = personal.reach(nid, trust, ids, personal.MIN_TRUST, personal.MIN_VOUCHERS, personal.VETO_Z)
                 at = [ids.index(u) for u in kept]
-                step = personal.personal_aggregate(rows[at], [counts[i] for i in at], s.defence_config.aggregation_clip)
+                step = personal.personal_aggregate(
+                    rows[at], [counts[i] for i in at], s.defence_config.aggregation_clip, own_norm(nid)
+                )
                 theta_v = (theta_v - c.effective_server_lr * step).astype(np.float32)
             models_out[nid] = theta_v
         return models_out, {nid: view.state() for nid, view in views.items()}
@@ -868,15 +886,22 @@ class Simulation:
         mine.evidence["agents_agreeing"] = len(honest)
         return mine, stored
 
-    def _oracle(self, s: _Setup, st: _State) -> Callable[[F32], npt.NDArray[np.bool_]]:
+    def _oracle(self, s: _Setup, st: _State, n_honest: int) -> Callable[[F32], npt.NDArray[np.bool_]]:
         """What an adaptive attacker aimed at the pipeline simulates: its similarity stage, which needs only
-        the round's updates (omniscient attackers see them). Committee and reputation depend on other nodes'
-        data and history, which the attacker cannot replay."""
+        the round's updates (omniscient attackers see them), and, with the personal view on, whether every
+        honest agent would vouch for each row (:func:`personal.predicted_vouching`, the honest updates standing
+        in for the agents' private gradients). The attacker's candidate rows come after the ``n_honest`` honest
+        ones. Committee and reputation depend on other nodes' data and history, which the attacker cannot
+        replay."""
         f = s.f
+        personal_on = st.personal is not None
 
         def accepts(x: F32) -> npt.NDArray[np.bool_]:
             ev = detection.similarity_evidence(x, st.previous, min(f, x.shape[0] - 1), s.defence_config)
-            return np.asarray(~detection.flag(ev, s.defence_config).flagged, dtype=bool)
+            mask = np.asarray(~detection.flag(ev, s.defence_config).flagged, dtype=bool)
+            if personal_on:
+                mask &= personal.predicted_vouching(x, n_honest)
+            return mask
 
         return accepts
 
