@@ -9,9 +9,9 @@ the updates that its own evidence, and the evidence of agents it has come to tru
 1. **Evidence, every round.** Every agent ``x`` scores every update ``g_u`` of the round on its own data at its
    own model: ``s_x(u) = <grad L_x, g_u> / (|grad L_x| * m_x)``, where ``m_x`` is the norm of ``x``'s own update
    (so scores compare across rounds, and no one else's update sets the scale: a block of huge updates would
-   otherwise shrink every honest score below the bar), clipped to ``[-3, 3]``. An update trained on data like ``x``'s descends
-   ``x``'s loss (``s > 0``); a negated or poisoned one climbs it; noise and data unlike ``x``'s score about
-   zero. The scores are what an agent publishes as its votes (each one signed, like a committee vote).
+   otherwise shrink every honest score below the bar), clipped to ``[-3, 3]``. An update trained on data like
+   ``x``'s descends ``x``'s loss (``s > 0``); a negated or poisoned one climbs it; noise and data unlike ``x``'s
+   score about zero. The scores are what an agent publishes as its votes (each one signed, like a committee vote).
 2. **Memory per peer.** ``trust_x(u) <- decay * trust_x(u) + (1 - decay) * s_x(u)`` over the rounds ``u`` took
    part in. ``x`` *vouches* for ``u`` while ``trust_x(u) > min_trust``: its data has kept confirming ``u``.
    Anyone can recompute every agent's trust from its published scores; an agent reads its own from its own
