@@ -328,9 +328,7 @@ def resolve_params(attack: str, params: Params) -> dict[str, Any]:
         else:
             out[key] = _plugin_value(f"{attack}.{key}", plugin.params[key], value)
     if attack in ("adaptive", "adaptive_steady") and out["gamma_min"] >= out["gamma_max"]:
-        raise ParameterError(
-            f"{attack}.gamma_min: must be < gamma_max ({out['gamma_max']}), got {out['gamma_min']}"
-        )
+        raise ParameterError(f"{attack}.gamma_min: must be < gamma_max ({out['gamma_max']}), got {out['gamma_min']}")
     return out
 
 

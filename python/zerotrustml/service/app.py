@@ -391,9 +391,9 @@ def create_app(
             "content": {"application/json": {"schema": SubmitRequest.model_json_schema()}},
         }
     }
-    app.post(
-        "/v1/submissions", response_model=Accepted, status_code=202, tags=["rounds"], openapi_extra=submit_body
-    )(submit)
+    app.post("/v1/submissions", response_model=Accepted, status_code=202, tags=["rounds"], openapi_extra=submit_body)(
+        submit
+    )
     app.post(
         "/submit_gradient",
         response_model=Accepted,
