@@ -271,7 +271,8 @@ def test_the_adaptive_attacker_searches_against_the_personal_view_when_it_is_on(
     monkeypatch.setattr(personal, "predicted_vouching", spy)
     cfg = small(rounds=2, attack="adaptive_steady", byzantine_fraction=0.5, personal_view=True)
     run(cfg, tmp_path / "personal")
-    # Every candidate the attacker tried was checked against every honest agent's predicted vouching.
+    # Every candidate the attacker tried was checked against every honest agent's predicted vouching (the
+    # oracle the attacker searches against when the personal view is on).
     assert calls and all(n == cfg.nodes and h == cfg.nodes - cfg.n_byzantine for n, h in calls)
     calls.clear()
     run(small(rounds=2, attack="adaptive_steady", byzantine_fraction=0.5), tmp_path / "shared")

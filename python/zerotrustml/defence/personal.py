@@ -111,7 +111,8 @@ def predicted_vouching(rows: npt.ArrayLike, n_honest: int, min_trust: float = MI
     scale). A row
     is predicted kept by everyone when every honest agent's score exceeds ``min_trust`` (its trust then does
     too, as trust is an average of scores). Honest rows are always ``True`` (an agent keeps its own update).
-    This is the white-box oracle the adaptive attackers search against when the personal view is on.
+    This is the white-box oracle the adaptive attackers search against when the personal view is on (in the
+    simulator: the oracle replaces the similarity stage's, as the own models are what that view protects).
     """
     x = np.asarray(rows, dtype=np.float64)
     if x.ndim != 2:

@@ -887,21 +887,20 @@ class Simulation:
         return mine, stored
 
     def _oracle(self, s: _Setup, st: _State, n_honest: int) -> Callable[[F32], npt.NDArray[np.bool_]]:
-        """What an adaptive attacker aimed at the pipeline simulates: its similarity stage, which needs only
-        the round's updates (omniscient attackers see them), and, with the personal view on, whether every
-        honest agent would vouch for each row (:func:`personal.predicted_vouching`, the honest updates standing
-        in for the agents' private gradients). The attacker's candidate rows come after the ``n_honest`` honest
-        ones. Committee and reputation depend on other nodes' data and history, which the attacker cannot
-        replay."""
+        """What an adaptive attacker aimed at the pipeline simulates: its similarity stage, which needs only the
+        round's updates (omniscient attackers see them); with the personal view on, the honest agents' predicted
+        vouching instead (:func:`personal.predicted_vouching`, the honest updates standing in for the agents'
+        private gradients; the candidate rows come after the ``n_honest`` honest ones). Against the personal
+        view the attacker aims at what that view protects, the honest agents' own models: searching against
+        both views was tried and did less harm to them under label skew (DETECTION.md). Committee and
+        reputation depend on other nodes' data and history, which the attacker cannot replay."""
+        if st.personal is not None:
+            return lambda x: personal.predicted_vouching(x, n_honest)
         f = s.f
-        personal_on = st.personal is not None
 
         def accepts(x: F32) -> npt.NDArray[np.bool_]:
             ev = detection.similarity_evidence(x, st.previous, min(f, x.shape[0] - 1), s.defence_config)
-            mask = np.asarray(~detection.flag(ev, s.defence_config).flagged, dtype=bool)
-            if personal_on:
-                mask &= personal.predicted_vouching(x, n_honest)
-            return mask
+            return np.asarray(~detection.flag(ev, s.defence_config).flagged, dtype=bool)
 
         return accepts
 
