@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Native Rust builds (the extension, clippy, cargo test, the wasm32 check of the core) share one target directory
+# outside the clone, so a fresh clone reuses the compiled dependencies. The hApp's wasm keeps target/wasm (its
+# DNA manifest points there; scripts/build-happ.sh sets its own).
+export CARGO_TARGET_DIR ?= $(or $(ZTML_CACHE),$(HOME)/.cache/zerotrustml)/cargo-target
 
 .PHONY: help run test build bench lint test-rust test-python wasm-check holochain happ webhapp test-holochain test-tryorama dashboard clean
 
@@ -125,5 +129,5 @@ test-tryorama: happ $(TRYORAMA_STAMP) ## tryorama (TypeScript): 3-5 agents on re
 bench: build $(VENV)/.deps-test ## benchmark the kernels against numpy, Flower and the hardware floor
 	$(PY) benchmarks/aggregators.py
 
-clean: ## remove build outputs (keeps .venv)
-	cargo clean
+clean: ## remove this clone's build outputs (keeps .venv and the shared caches under ~/.cache/zerotrustml)
+	rm -rf target

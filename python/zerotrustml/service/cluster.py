@@ -247,13 +247,17 @@ class Cluster:
         metrics_path.write_text("")
         rows: list[dict[str, Any]] = []
         crashed: set[str] = set()
-        r = 0
-        while r < c.rounds:
+
+        def kill_due(opening: int) -> None:
             for nid, at in self.crash.items():
-                if at <= r and nid not in crashed:
+                if at <= opening and nid not in crashed:
                     self._kill(nid)
                     crashed.add(nid)
-                    log.info("%s killed at round %d", nid, r)
+                    log.info("%s killed at round %d", nid, opening)
+
+        r = 0
+        while r < c.rounds:
+            kill_due(r)
             serve = self.procs["service"]
             if serve.poll() is not None:
                 raise ClusterError(f"the service exited with {serve.returncode}:\n{self._log_tail('service')}")
@@ -266,6 +270,10 @@ class Cluster:
                 time.sleep(0.1)
                 continue
             agg = resp.json()
+            # Round r closed, so round r + 1 is open: kill who is due now, before scoring (the honest-only reference
+            # trains here, which on a loaded machine can take longer than the nodes need to finish a round).
+            if r + 1 < c.rounds:
+                kill_due(r + 1)
             ref.step(r)
             flagged = set(agg["flagged"])
             byz, honest = self.byzantine, set(self.ids) - self.byzantine
