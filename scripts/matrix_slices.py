@@ -55,9 +55,11 @@ def slices() -> dict[str, tuple[str, mx.MatrixSpec]]:
             "sklearn digits, MLP",
             spec(ATTACKS, ALL_DISTRIBUTIONS, "pipeline,mean,median,multi_krum", dataset="digits", model="mlp"),
         ),
+        # Two classes: Dirichlet(0.1) over 20 nodes leaves some node with fewer than 2 of the 455 training samples
+        # in every draw (the partitioner refuses it, naming alpha), so this slice has IID and Dirichlet(0.5) only.
         "breast_cancer": (
             "sklearn breast_cancer, softmax",
-            spec(ATTACKS, ALL_DISTRIBUTIONS, "pipeline,mean,median,multi_krum", dataset="breast_cancer"),
+            spec(ATTACKS, "iid,dirichlet:0.5", "pipeline,mean,median,multi_krum", dataset="breast_cancer"),
         ),
         "nodes_50": ("MNIST, 50 nodes", spec(ATTACKS, "iid,dirichlet:0.1", "pipeline,mean", nodes=50)),
         "rounds_100": ("MNIST, 100 rounds", spec(LONG_ATTACKS, ALL_DISTRIBUTIONS, "pipeline,mean", rounds=100)),
