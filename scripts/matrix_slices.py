@@ -7,7 +7,9 @@ into docs/DETECTION.md (between the ``matrix-slices`` markers):
 - ``digits_mlp``: sklearn digits with the MLP;
 - ``breast_cancer``: sklearn breast_cancer (two classes) with softmax regression;
 - ``nodes_50``: MNIST with 50 nodes instead of 20;
-- ``rounds_100``: MNIST for 100 rounds instead of 20 (does a node that keeps attacking stay caught?).
+- ``rounds_100``: MNIST for 100 rounds instead of 20 (does a node that keeps attacking stay caught?); its
+  per-round TPR is plotted to ``docs/img/long_runs_report.png`` with a table between the ``long-runs-report``
+  markers.
 
 The defence settings are the defaults tuned on MNIST with 20 nodes; nothing is re-tuned per slice.
 
@@ -115,6 +117,81 @@ def table(done: dict[str, tuple[str, dict[str, Any], float]]) -> str:
     return "\n".join(lines)
 
 
+LONG_START, LONG_END = "<!-- long-runs-report:start -->", "<!-- long-runs-report:end -->"
+LONG_PLOT = ROOT / "docs" / "img" / "long_runs_report.png"
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def long_runs(out: Path, spec: mx.MatrixSpec) -> str:
+    """The 100-round slice over rounds: per-round TPR of the pipeline (mean over seeds) plotted at 0.4, and a table
+    of TPR over the first and the last 20 rounds (does a node that keeps attacking stay caught?)."""
+    settings = mx.defence_settings(spec.defence_config)
+    records = mx._finished(mx._read_jsonl(out / mx.CELLS_FILE))
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    for cell in spec.cells():
+        rec = records.get(spec.key(cell, settings))
+        if cell.defence != mx.PIPELINE or cell.attack.name == "none" or rec is None or rec["status"] != "ok":
+            continue
+        if "tpr_per_round" not in rec:
+            continue
+        dist = mx.distribution_label((cell.distribution, cell.alpha))
+        groups.setdefault((cell.attack.label, cell.fraction, dist), []).append(rec)
+    if not groups:
+        return "No 100-round cells with per-round TPR yet.\n"
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    attacks = sorted({a for a, _, _ in groups})
+    styles = {"iid": "-", "dirichlet(0.5)": "--", "dirichlet(0.1)": ":"}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (attack, frac, dist), recs in sorted(groups.items()):
+        if abs(frac - 0.4) > 1e-9:
+            continue
+        per_round = [_mean(list(vals)) for vals in zip(*(r["tpr_per_round"] for r in recs), strict=True)]
+        ax.plot(
+            range(1, len(per_round) + 1),
+            [float("nan") if v is None else v for v in per_round],
+            styles.get(dist, "-."),
+            color=f"C{attacks.index(attack)}",
+            label=f"{attack} {dist}",
+        )
+    ax.set_xlabel("round")
+    ax.set_ylabel("TPR (share of Byzantine nodes flagged)")
+    ax.set_ylim(-0.05, 1.05)
+    seeds = ", ".join(map(str, spec.seeds))
+    ax.set_title(f"Pipeline, {spec.rounds} rounds, 0.4 Byzantine: per-round TPR, mean over seeds {seeds}")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(LONG_PLOT, dpi=110)
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    lines = [
+        f"From `results/matrices/rounds_100` (report seeds {seeds}); plot: `docs/img/long_runs_report.png` (0.4). "
+        "TPR over the last 20 rounds says whether an attacker that keeps attacking stays caught.",
+        "",
+        "| attack | fraction | partition | TPR | rounds 1-20 | last 20 rounds | FPR | accuracy gap (points) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (attack, frac, dist), recs in sorted(groups.items()):
+        first = _mean([_mean(r["tpr_per_round"][:20]) for r in recs])
+        last = _mean([_mean(r["tpr_per_round"][-20:]) for r in recs])
+        lines.append(
+            f"| {attack} | {frac:g} | {dist} | {fmt(_mean([r['tpr'] for r in recs]), '.2f')} | {fmt(first, '.2f')} "
+            f"| {fmt(last, '.2f')} | {fmt(_mean([r['fpr'] for r in recs]), '.3f')} "
+            f"| {fmt(_mean([100 * r['accuracy_gap'] for r in recs]), '+.1f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=None, help="Comma list of slice names [default: all].")
@@ -146,6 +223,11 @@ def main() -> None:
     print(body)
     if not replace_block(ROOT / "docs" / "DETECTION.md", START, END, body):
         logging.warning("docs/DETECTION.md has no %s markers; the table is printed only", START)
+    if "rounds_100" in done:
+        long_body = long_runs(OUT / "rounds_100", chosen["rounds_100"][1])
+        print(long_body)
+        if not replace_block(ROOT / "docs" / "DETECTION.md", LONG_START, LONG_END, long_body):
+            logging.warning("docs/DETECTION.md has no %s markers; the table is printed only", LONG_START)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,8 @@ def test_run_matrix_records_every_cell_with_preconditions_as_na(
     ok = [r for r in records if r["status"] == "ok"]
     for r in ok:
         assert 0.0 <= r["final_accuracy"] <= 1.0 and r["rounds"] == spec.rounds
+        assert len(r["tpr_per_round"]) == spec.rounds
+        assert (r["tpr"] is None) == all(t is None for t in r["tpr_per_round"])  # no Byzantine node: no TPR
         assert r["accuracy_gap"] == pytest.approx(r["honest_only_accuracy"] - r["final_accuracy"])
     # The callback: one start call, then one per cell, counting up to the total.
     assert events[0].status == "start" and events[0].done == 0

@@ -957,8 +957,10 @@ def _run_cell(config_json: dict[str, Any]) -> dict[str, Any]:
         options = {"durable": False} if config.backend == "embedded" else {}
         with tempfile.TemporaryDirectory(prefix="ztml-matrix-") as tmp:
             summary = run(config, tmp, metrics_path=Path(tmp) / "metrics.jsonl", backend_options=options)
+            # Per-round TPR, for plots over the run (a node that keeps attacking must stay caught).
+            rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines() if line]
         out = {k: summary.get(k) for k in _SUMMARY_KEYS}
-        return {"status": "ok", "reason": None, **out}
+        return {"status": "ok", "reason": None, **out, "tpr_per_round": [row.get("tpr") for row in rows]}
     except Exception as e:  # reported per cell, the matrix goes on
         return {"status": "error", "reason": f"{type(e).__name__}: {e}"}
 
