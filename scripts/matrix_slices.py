@@ -150,7 +150,7 @@ def long_runs(out: Path, spec: mx.MatrixSpec) -> str:
 
     attacks = sorted({a for a, _, _ in groups})
     styles = {"iid": "-", "dirichlet(0.5)": "--", "dirichlet(0.1)": ":"}
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     for (attack, frac, dist), recs in sorted(groups.items()):
         if abs(frac - 0.4) > 1e-9:
             continue
@@ -167,7 +167,7 @@ def long_runs(out: Path, spec: mx.MatrixSpec) -> str:
     ax.set_ylim(-0.05, 1.05)
     seeds = ", ".join(map(str, spec.seeds))
     ax.set_title(f"Pipeline, {spec.rounds} rounds, 0.4 Byzantine: per-round TPR, mean over seeds {seeds}")
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(LONG_PLOT, dpi=110)
 

@@ -204,23 +204,39 @@ def test_probation_default_is_two_rounds_per_repeated_flag() -> None:
     assert PROBATION.reputation_probation == 2
 
 
+def test_a_run_of_m_flags_owes_probation_times_m_m_minus_1_over_2() -> None:
+    for m in (1, 2, 3, 10, 40):
+        ledger = ReputationLedger(PROBATION)
+        run(ledger, [True] * m)
+        assert ledger.debt("a") == 2 * m * (m - 1) // 2, m
+
+
 def test_persistent_offender_cannot_earn_its_way_back_quietly() -> None:
-    """The attack on the rule: flagged 40 rounds running, then invisible. Its score stays put for 78 rounds."""
+    """The attack on the rule: flagged 40 rounds running, then invisible. It stays where its record put it."""
     ledger = ReputationLedger(PROBATION)
     flagged = run(ledger, [True] * 40)
     low = flagged[-1]
-    assert ledger.excluded("a") and ledger.debt("a") == 2 * 39  # every flag after the first of a run costs 2
-    quiet = run(ledger, [False] * 78, start=40)
-    assert quiet == [low] * 78  # no reward and no bonus while it repays
-    assert ledger.excluded("a") and ledger.debt("a") == 0
-    assert ledger.streak("a") == 78  # the good rounds still count as a streak
-    after = run(ledger, [False], start=118)
-    assert after[0] > low  # the debt repaid, rewards resume
+    assert ledger.excluded("a") and ledger.debt("a") == 40 * 39
+    quiet = run(ledger, [False] * 500, start=40)
+    assert quiet == [low] * 500  # no reward and no bonus while it repays, 500 rounds later still
+    assert ledger.excluded("a") and ledger.debt("a") == 40 * 39 - 500
+    assert ledger.streak("a") == 500  # the good rounds still count as a streak
+    # A debt in proportion to the run (the rule before) let a node flagged 24 rounds back in by round 72: not now.
+    short = ReputationLedger(PROBATION)
+    run(short, [True] * 24)
+    assert run(short, [False] * 100, start=24)[-1] == pytest.approx(0.7 * 0.7**24)
     # Without probation the same node is back in ten rounds: what the rule prevents.
     amnesty = ReputationLedger(CONFIG)
     run(amnesty, [True] * 40)
     back = run(amnesty, [False] * 10, start=40)
     assert not amnesty.excluded("a") and back[-1] >= CONFIG.reputation_exclusion_threshold
+
+
+def test_a_good_round_ends_the_run() -> None:
+    ledger = ReputationLedger(PROBATION)
+    run(ledger, [True, True, False, True, True])  # two runs of two: 2 + 2, not a run of four (12)
+    assert ledger.debt("a") == 4 - 1  # the good round between repaid one
+    assert ledger.state()["runs"] == {"a": 2}
 
 
 def test_an_isolated_flag_costs_no_probation() -> None:
@@ -242,27 +258,38 @@ def test_an_isolated_flag_costs_no_probation() -> None:
 
 def test_a_run_of_flags_is_repaid_before_the_recovery_bonus() -> None:
     ledger = ReputationLedger(PROBATION)
-    scores = run(ledger, [True, True, True, False, False, False, False, False])
+    scores = run(ledger, [True, True, True, False, False, False, False, False, False, False])
     assert ledger.debt("a") == 0
     low = 0.7 * 0.7**3
-    # Four rounds repay the two repeats; the fifth is the first reward, with the bonus (the streak passed 2).
-    assert scores[3:7] == pytest.approx([low] * 4)
-    assert scores[7] == pytest.approx(low + 0.05 + 0.12)
+    # Six rounds repay the run of three (2 + 4); the seventh is the first reward, with the bonus (streak past 2).
+    assert scores[3:9] == pytest.approx([low] * 6)
+    assert scores[9] == pytest.approx(low + 0.05 + 0.12)
 
 
-def test_probation_state_round_trip_and_version_one() -> None:
+def test_probation_state_round_trip_and_older_versions() -> None:
     ledger = ReputationLedger(PROBATION)
     run(ledger, [True, True, True, False])
+    run(ledger, [True, True], start=4)
     state = ledger.state()
-    assert state["version"] == STATE_VERSION == 2 and state["debts"] == {"a": 3}
+    assert state["version"] == STATE_VERSION == 3 and state["debts"] == {"a": 5 + 2} and state["runs"] == {"a": 2}
     again = ReputationLedger.from_state(PROBATION, json.loads(json.dumps(state)))
-    assert again.debt("a") == 3 and again.state() == state
+    assert again.debt("a") == 7 and again.state() == state
+    # A store written before runs were kept (version 2) resumes with no run under way: the next flag starts one.
+    v2 = {k: v for k, v in state.items() if k != "runs"} | {"version": 2}
+    older = ReputationLedger.from_state(PROBATION, v2)
+    assert older.debt("a") == 7
+    run(older, [True], start=6)
+    assert older.debt("a") == 7  # a first flag of a run owes nothing
     # A store written before probation (version 1, no debts) still resumes, with nothing owed.
-    old = {k: v for k, v in state.items() if k != "debts"} | {"version": 1}
+    old = {k: v for k, v in state.items() if k not in ("debts", "runs")} | {"version": 1}
     assert ReputationLedger.from_state(PROBATION, old).debt("a") == 0
+    with pytest.raises(ParameterError, match="state.runs"):
+        ReputationLedger.from_state(PROBATION, {**state, "runs": [1]})
+    with pytest.raises(ParameterError, match=r"runs\['a'\]"):
+        ReputationLedger(PROBATION, runs={"a": -1})
     with pytest.raises(ParameterError, match="state.debts"):
         ReputationLedger.from_state(PROBATION, {**state, "debts": [1]})
     with pytest.raises(ParameterError, match=r"debts\['a'\]"):
         ReputationLedger(PROBATION, debts={"a": -1})
     with pytest.raises(ParameterError, match="state.version"):
-        ReputationLedger.from_state(PROBATION, {**state, "version": 3})
+        ReputationLedger.from_state(PROBATION, {**state, "version": 4})

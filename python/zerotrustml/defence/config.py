@@ -150,11 +150,12 @@ class DefenceConfig:
             Consecutive good rounds after a penalty that earn the recovery
             bonus (issue 4's value).
         reputation_probation : int, default 2
-            Good rounds without reward that each repeated flag costs (a
-            flagged round right after a flagged one; 0: off). A run of flags
-            is repaid before reputation grows again: a node flagged forty
-            rounds running earns nothing for the next seventy-eight, however
-            quietly it behaves, while an isolated false flag costs nothing.
+            Probation's unit (0: off): the m-th flagged round of a run of
+            consecutive flags costs this many times (m - 1) good rounds
+            without reward, so a run of M flags owes probation x M(M-1)/2.
+            A run of flags is repaid before reputation grows again, and a
+            long one never is (forty flags running: 1,560 rounds), while an
+            isolated false flag costs nothing and a run of three 6 rounds.
             Tuned on seeds 1-2 with 100-round runs (see DETECTION.md).
         behavior_recovery_bonus : float, default 0.12
             The one-off bonus (issue 4's value): with the defaults an honest
@@ -183,7 +184,9 @@ class DefenceConfig:
     reputation_exclusion_threshold: float = _param(0.3, 0.0, 1.0, doc="reputation below which a node is excluded")
     behavior_recovery_threshold: int = _param(2, 1, _INF, doc="good rounds after a penalty that earn the bonus")
     behavior_recovery_bonus: float = _param(0.12, 0.0, 1.0, doc="one-off recovery bonus")
-    reputation_probation: int = _param(2, 0, _INF, doc="good rounds without reward that each repeated flag costs")
+    reputation_probation: int = _param(
+        2, 0, _INF, doc="probation's unit: the m-th flag of a run costs this x (m - 1) unrewarded good rounds"
+    )
     aggregation_clip: float = _param(
         2.0, 0.0, _INF, doc="kept updates are clipped to this multiple of their median norm (0: off)"
     )

@@ -17,18 +17,21 @@ has nothing to recover from). The penalty is multiplicative, so repeated
 offences compound while the score stays non-negative; the reward is
 additive, so even a node at 0 can earn its way back.
 
-**Probation: a run of flags is repaid before reputation grows.** Every
-flagged round that follows a flagged round (no good round between; absent
-rounds do not count) adds ``REPUTATION_PROBATION`` rounds to the node's debt;
-a good round while the node owes any repays one round and earns nothing (no
-reward, no bonus; the good streak still counts). So a node flagged forty
-rounds running must behave for seventy-eight before its reputation moves,
-however quiet it has become: an attacker whose lie stops being visible (a
-sign flip once the model has converged) stays where its record put it,
-instead of earning its way back in a handful of rounds. An isolated flag, the
-usual mistake about an honest node, costs no probation at all; a node flagged
-every other round owes nothing either, and sinks below the exclusion
-threshold by the penalty alone.
+**Probation: a run of flags is repaid before reputation grows, and a long run
+is never repaid.** The ``m``-th flagged round of a run (consecutive flagged
+rounds, no good round between; absent rounds do not count) adds
+``REPUTATION_PROBATION x (m - 1)`` rounds to the node's debt, so a run of
+``M`` flags owes ``REPUTATION_PROBATION x M (M - 1) / 2`` good rounds; a good
+round while the node owes any repays one round and earns nothing (no reward,
+no bonus; the good streak still counts). With the default 2: a run of three
+flags owes 6 rounds, a run of ten 90, a run of forty 1,560. So an attacker
+whose lie stops being visible (a sign flip once the model has converged)
+stays where its record put it instead of earning its way back, however
+quiet it has become, while the usual mistakes about honest nodes stay
+cheap: an isolated flag costs no probation at all, and a node flagged every
+other round owes nothing either (it sinks below the exclusion threshold by
+the penalty alone). A debt that grew in proportion to the run (the rule
+before) let a node flagged for 24 rounds back in by round 72.
 
 Nodes missing from a round (no submission) are left alone, streak included:
 a streak counts consecutive rounds the node took part in, since absence is
@@ -62,9 +65,10 @@ __all__ = ["ReputationLedger", "load_ledger", "save_ledger", "STATE_KEY", "STATE
 #: Meta key under which :func:`save_ledger` stores the ledger's state.
 STATE_KEY = "reputation_state"
 #: Version of the state layout; :meth:`ReputationLedger.from_state` refuses others.
-STATE_VERSION = 2
-#: Older state layouts :meth:`ReputationLedger.from_state` still reads (version 1 had no debts).
-READABLE_VERSIONS = (1, 2)
+STATE_VERSION = 3
+#: Older state layouts :meth:`ReputationLedger.from_state` still reads (version 1 had no debts, version 2 no runs:
+#: read as no run under way).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def _check_node(node: Any, where: str) -> str:
@@ -104,6 +108,8 @@ class ReputationLedger:
     debts : mapping of str to int, optional
         Good rounds each node still owes before it earns reputation again
         (probation, see the module docs), each >= 0.
+    runs : mapping of str to int, optional
+        Each node's current run of consecutive flagged rounds, each >= 0.
 
     Raises
     ------
@@ -121,6 +127,7 @@ class ReputationLedger:
         recovering: Iterable[str] = (),
         last_round: int | None = None,
         debts: Mapping[str, int] | None = None,
+        runs: Mapping[str, int] | None = None,
     ) -> None:
         if not isinstance(config, DefenceConfig):
             raise TypeError(f"config: must be a DefenceConfig, got {type(config).__name__}")
@@ -129,6 +136,7 @@ class ReputationLedger:
         self._streaks: dict[str, int] = _check_counts(streaks, "streaks") if streaks is not None else {}
         self._recovering: set[str] = {_check_node(node, "recovering") for node in recovering}
         self._debts: dict[str, int] = _check_counts(debts, "debts") if debts is not None else {}
+        self._runs: dict[str, int] = _check_counts(runs, "runs") if runs is not None else {}
         if last_round is not None and (
             isinstance(last_round, bool) or not isinstance(last_round, int) or last_round < 0
         ):
@@ -240,14 +248,16 @@ class ReputationLedger:
         for node, bad in verdicts.items():
             r = self.score(node)
             if bad:
-                # Flagged in its last round too (no good round since a flag): the record grows a run.
-                repeat = node in self._recovering and self._streaks.get(node, 0) == 0
+                # The m-th flag of a run (no good round since the last flag) owes probation x (m - 1) rounds.
+                run = self._runs.get(node, 0) + 1
+                self._runs[node] = run
                 r *= 1.0 - c.reputation_penalty
                 self._streaks[node] = 0
                 self._recovering.add(node)
-                if repeat and c.reputation_probation > 0:
-                    self._debts[node] = self._debts.get(node, 0) + c.reputation_probation
+                if run > 1 and c.reputation_probation > 0:
+                    self._debts[node] = self._debts.get(node, 0) + c.reputation_probation * (run - 1)
             else:
+                self._runs.pop(node, None)
                 streak = self._streaks.get(node, 0) + 1
                 self._streaks[node] = streak
                 owed = self._debts.get(node, 0)
@@ -273,7 +283,8 @@ class ReputationLedger:
     # -- persistence ---------------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Everything the ledger knows, JSON-able: scores, streaks, recovering nodes, debts and the last round."""
+        """Everything the ledger knows, JSON-able: scores, streaks, recovering nodes, debts, runs and the last
+        round."""
         return {
             "version": STATE_VERSION,
             "last_round": self._last_round,
@@ -281,6 +292,7 @@ class ReputationLedger:
             "streaks": dict(sorted(self._streaks.items())),
             "recovering": sorted(self._recovering),
             "debts": dict(sorted(self._debts.items())),
+            "runs": dict(sorted(self._runs.items())),
         }
 
     @classmethod
@@ -300,6 +312,8 @@ class ReputationLedger:
         fields: tuple[tuple[str, type], ...] = (("scores", Mapping), ("streaks", Mapping), ("recovering", list))
         if version >= 2:
             fields += (("debts", Mapping),)
+        if version >= 3:
+            fields += (("runs", Mapping),)
         for key, kind in fields:
             if not isinstance(state.get(key), kind):
                 raise ParameterError(f"state.{key}: missing or of the wrong type ({type(state.get(key)).__name__})")
@@ -313,6 +327,7 @@ class ReputationLedger:
             recovering=state["recovering"],
             last_round=last,
             debts=state.get("debts"),
+            runs=state.get("runs"),
         )
 
 
