@@ -19,7 +19,6 @@ The defence settings are the defaults tuned on MNIST with 20 nodes; nothing is r
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -81,19 +80,20 @@ def _gap(per: dict[str, dict[str, Any]], defence: str) -> str:
     return "–" if e is None or e["low_mean_gap"] is None else f"{e['low_mean_gap']:+.1f}"
 
 
-def table(done: dict[str, tuple[str, dict[str, Any], float]]) -> str:
+def table(done: dict[str, tuple[str, dict[str, Any]]]) -> str:
     lines = [
         "Report seeds 101-103; defence settings unchanged from MNIST. Targets at fractions <= 0.4: mean TPR >= 0.95, "
         "mean FPR <= 0.02, every cell within 3 points of honest-only; no attack under Dirichlet(0.1) within 1 point "
         "of plain averaging.",
         "",
-        f"Wall time: measured on this machine's {os.cpu_count()} cores, cells in parallel.",
+        "Cell time: the slice's simulation time summed over its cells, on this machine (the wall time on n cores "
+        "is about that over n).",
         "",
-        "| slice | cells run | wall time | pipeline TPR | FPR | worst gap (cell) | cells within 3 pts "
+        "| slice | cells run | cell time | pipeline TPR | FPR | worst gap (cell) | cells within 3 pts "
         "| Dirichlet(0.1) no attack vs mean | mean: mean gap | median | multi_krum |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, (what, doc, wall) in done.items():
+    for name, (what, doc) in done.items():
         targets = doc["targets"]
         per = {e["defence"]: e for e in doc["defences"]}
         pipe = per.get(mx.PIPELINE, {})
@@ -101,7 +101,7 @@ def table(done: dict[str, tuple[str, dict[str, Any], float]]) -> str:
         where = worst["detail"].split(";")[0].removeprefix("worst: ")
 
         lines.append(
-            f"| {name} ({what}) | {doc['counts']['ok']} | {wall / 60:.0f} min "
+            f"| {name} ({what}) | {doc['counts']['ok']} | {doc['elapsed_s'] / 60:.0f} min "
             f"| {_value(targets, 'mean TPR')} | {_value(targets, 'mean FPR')} "
             f"| {_value(targets, 'worst accuracy gap')}: {where} "
             f"| {pipe.get('low_within', 0)}/{pipe.get('low_cells', 0)} "
@@ -204,21 +204,14 @@ def main() -> None:
         unknown = sorted(set(wanted) - set(chosen))
         if unknown:
             raise SystemExit(f"--only: unknown slice {', '.join(unknown)} (known: {', '.join(chosen)})")
-    # Measured wall time per slice, summed over the calls that ran its cells (a resumed slice adds up).
-    walls_path = OUT / "wall_times.json"
-    walls: dict[str, float] = json.loads(walls_path.read_text()) if walls_path.exists() else {}
-    done: dict[str, tuple[str, dict[str, Any], float]] = {}
+    done: dict[str, tuple[str, dict[str, Any]]] = {}
     for name, (what, spec) in chosen.items():
         out = OUT / name
         if not args.only or name in wanted:
             result = mx.run_matrix(spec, out, workers=args.workers)
-            if result.ran or result.failed:
-                walls[name] = walls.get(name, 0.0) + result.elapsed_s
-                OUT.mkdir(parents=True, exist_ok=True)
-                walls_path.write_text(json.dumps(walls, indent=1, sort_keys=True) + "\n")
             logging.info("%s: %d run, %d reused in %.0f s", name, result.ran, result.reused, result.elapsed_s)
         if (out / mx.SPEC_FILE).exists():
-            done[name] = (what, mx.summarise(out, spec=spec), walls.get(name, 0.0))
+            done[name] = (what, mx.summarise(out, spec=spec))
     body = table(done)
     print(body)
     if not replace_block(ROOT / "docs" / "DETECTION.md", START, END, body):
