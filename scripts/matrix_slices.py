@@ -121,11 +121,6 @@ LONG_START, LONG_END = "<!-- long-runs-report:start -->", "<!-- long-runs-report
 LONG_PLOT = ROOT / "docs" / "img" / "long_runs_report.png"
 
 
-def _mean(values: list[float | None]) -> float | None:
-    vals = [float(v) for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
 def long_runs(out: Path, spec: mx.MatrixSpec) -> str:
     """The 100-round slice over rounds: per-round TPR of the pipeline (mean over seeds) plotted at 0.4, and a table
     of TPR over the first and the last 20 rounds (does a node that keeps attacking stay caught?)."""
@@ -154,7 +149,7 @@ def long_runs(out: Path, spec: mx.MatrixSpec) -> str:
     for (attack, frac, dist), recs in sorted(groups.items()):
         if abs(frac - 0.4) > 1e-9:
             continue
-        per_round = [_mean(list(vals)) for vals in zip(*(r["tpr_per_round"] for r in recs), strict=True)]
+        per_round = [mx._mean(list(vals)) for vals in zip(*(r["tpr_per_round"] for r in recs), strict=True)]
         ax.plot(
             range(1, len(per_round) + 1),
             [float("nan") if v is None else v for v in per_round],
@@ -182,12 +177,12 @@ def long_runs(out: Path, spec: mx.MatrixSpec) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for (attack, frac, dist), recs in sorted(groups.items()):
-        first = _mean([_mean(r["tpr_per_round"][:20]) for r in recs])
-        last = _mean([_mean(r["tpr_per_round"][-20:]) for r in recs])
+        first = mx._mean([mx._mean(r["tpr_per_round"][:20]) for r in recs])
+        last = mx._mean([mx._mean(r["tpr_per_round"][-20:]) for r in recs])
         lines.append(
-            f"| {attack} | {frac:g} | {dist} | {fmt(_mean([r['tpr'] for r in recs]), '.2f')} | {fmt(first, '.2f')} "
-            f"| {fmt(last, '.2f')} | {fmt(_mean([r['fpr'] for r in recs]), '.3f')} "
-            f"| {fmt(_mean([100 * r['accuracy_gap'] for r in recs]), '+.1f')} |"
+            f"| {attack} | {frac:g} | {dist} | {fmt(mx._mean([r['tpr'] for r in recs]), '.2f')} | {fmt(first, '.2f')} "
+            f"| {fmt(last, '.2f')} | {fmt(mx._mean([r['fpr'] for r in recs]), '.3f')} "
+            f"| {fmt(mx._mean([100 * r['accuracy_gap'] for r in recs]), '+.1f')} |"
         )
     return "\n".join(lines) + "\n"
 

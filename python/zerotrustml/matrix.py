@@ -179,6 +179,11 @@ TARGET_DIRICHLET_CLEAN = 1.0
 #: The largest fraction the shared view's TPR, FPR and gap targets cover.
 LOW_FRACTION = 0.4
 
+
+def _above_low(fraction: float) -> bool:
+    """Whether a fraction is above :data:`LOW_FRACTION` (the personal view's targets), with float slack."""
+    return fraction > LOW_FRACTION + 1e-9
+
 _BASE = RunConfig()
 
 Param = float | str
@@ -1264,10 +1269,10 @@ def _target(
 
 def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) -> list[dict[str, Any]]:
     mine = [r for r in rows if r["defence"] == defence_name and r["n_seeds"] > 0]
-    low = [r for r in mine if r["fraction"] <= LOW_FRACTION + 1e-9]
+    low = [r for r in mine if not _above_low(r["fraction"])]
     attacked = [r for r in low if r["fraction"] > 0 and r["attack"] != "none"]
     expected_attacked = (
-        sum(1 for _, a, f in spec.scenarios() if 0 < f <= LOW_FRACTION + 1e-9 and a.name != "none")
+        sum(1 for _, a, f in spec.scenarios() if 0 < f and not _above_low(f) and a.name != "none")
         if (defence_name in spec.defences)
         else 0
     )
@@ -1290,11 +1295,11 @@ def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) ->
     personal = [
         r
         for r in rows
-        if r["defence"] == PIPELINE_PERSONAL and r["fraction"] > LOW_FRACTION + 1e-9 and r["n_seeds"] > 0
+        if r["defence"] == PIPELINE_PERSONAL and _above_low(r["fraction"]) and r["n_seeds"] > 0
     ]
     own_mean, own_mean_where = worst(personal, "personal_gap_points")
     own_worst, own_worst_where = worst(personal, "personal_worst_gap_points")
-    if PIPELINE_PERSONAL not in spec.defences or not any(f > LOW_FRACTION + 1e-9 for f in spec.fractions):
+    if PIPELINE_PERSONAL not in spec.defences or not any(_above_low(f) for f in spec.fractions):
         own_mean_where = own_worst_where = f"needs {PIPELINE_PERSONAL} and a fraction above {LOW_FRACTION:g}"
 
     # Dirichlet(0.1), no attack: the defence against plain (example-weighted) averaging in the same cell.
@@ -1391,7 +1396,7 @@ def _per_defence(spec: MatrixSpec, rows: list[dict[str, Any]]) -> list[dict[str,
             "fpr": _mean(r["fpr"] for r in mine),
         }
         for name, half, bound in (("low", False, TARGET_GAP_UP_TO_04), ("half", True, TARGET_PERSONAL_MEAN_GAP)):
-            part = [r for r in mine if (r["fraction"] > LOW_FRACTION + 1e-9) == half]
+            part = [r for r in mine if _above_low(r["fraction"]) == half]
             gaps = [float(r["gap_points"]) for r in part]
             entry[f"{name}_cells"] = len(gaps)
             entry[f"{name}_tpr"] = _mean(r["tpr"] for r in part)
