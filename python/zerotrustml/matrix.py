@@ -184,6 +184,7 @@ def _above_low(fraction: float) -> bool:
     """Whether a fraction is above :data:`LOW_FRACTION` (the personal view's targets), with float slack."""
     return fraction > LOW_FRACTION + 1e-9
 
+
 _BASE = RunConfig()
 
 Param = float | str
@@ -1292,11 +1293,7 @@ def _targets(spec: MatrixSpec, rows: list[dict[str, Any]], defence_name: str) ->
     fpr = _mean(r["fpr"] for r in attacked)
     low_gap, low_where = worst(low)
     # Half the nodes and beyond: the honest agents' own models under the personal view.
-    personal = [
-        r
-        for r in rows
-        if r["defence"] == PIPELINE_PERSONAL and _above_low(r["fraction"]) and r["n_seeds"] > 0
-    ]
+    personal = [r for r in rows if r["defence"] == PIPELINE_PERSONAL and _above_low(r["fraction"]) and r["n_seeds"] > 0]
     own_mean, own_mean_where = worst(personal, "personal_gap_points")
     own_worst, own_worst_where = worst(personal, "personal_worst_gap_points")
     if PIPELINE_PERSONAL not in spec.defences or not any(_above_low(f) for f in spec.fractions):
