@@ -30,6 +30,7 @@ from dht_cases import (
     contract_on_mock,
     eventually,
     run_on,
+    run_on_dht,
     submission,
     values,
 )
@@ -77,8 +78,8 @@ def test_contract_mock_and_conductors_give_the_same_answers(tmp_path: Path) -> N
 
 def test_holochain_run_is_bit_identical_to_embedded(tmp_path: Path) -> None:
     a = run_on("embedded", tmp_path / "e")
-    b = run_on("holochain", tmp_path / "h", backend_options={"conductors": 2, "round_timeout": 120.0})
-    assert_same_run(tmp_path / "e", a, tmp_path / "h", b)
+    where, b = run_on_dht(tmp_path / "h", {"conductors": 2, "round_timeout": 120.0})
+    assert_same_run(tmp_path / "e", a, where, b)
     # Every honest agent read the round through its own conductor and reached the same bits.
     assert all(r["agreement_ms"] >= 0 for r in b)
 

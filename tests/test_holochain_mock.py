@@ -42,6 +42,24 @@ def test_mock_run_is_bit_identical_to_embedded(tmp_path: Path, aggregator: str) 
         assert any(r["tp"] for r in b)
 
 
+def test_votes_that_never_arrive_are_recorded_as_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dht_cases import votes_missing
+
+    from zerotrustml.backends.holochain import HolochainView
+
+    real = HolochainView.await_votes
+
+    async def one_short(self: HolochainView, *args: Any, **kwargs: Any) -> list[Any]:
+        return (await real(self, *args, **kwargs))[:-1]  # the last vote stays on a stalled conductor
+
+    run_on("mock", tmp_path / "ok")
+    assert votes_missing(tmp_path / "ok") == {}  # every vote arrived: nothing recorded
+    monkeypatch.setattr(HolochainView, "await_votes", one_short)
+    rows = run_on("mock", tmp_path / "m")
+    # Every round with a committee is decided on the votes that arrived, and says one was missing.
+    assert votes_missing(tmp_path / "m") == {r["round"]: 1 for r in rows}
+
+
 def test_contract_cases_on_the_mock(tmp_path: Path) -> None:
     answers = dict(asyncio.run(contract_on_mock(tmp_path / "dht")))
     # Spot checks that the suite means what it says (the full list is compared with real conductors).

@@ -842,6 +842,8 @@ class Simulation:
             await backend.publish_votes(r, cast)
         times["votes"] = time.perf_counter() - t0
 
+        votes_missing: list[int] = []  # votes cast that had not reached the recording agent by the round timeout
+
         async def decide(view_node: str) -> tuple[RoundDecision, list[Submission], list[str]]:
             view = backend.view(view_node)
             held, lost = (stored, missing) if view_node == honest[0] else await view.await_round(r, expected)
@@ -851,6 +853,8 @@ class Simulation:
             read: list[committee.Vote] = []
             if c.aggregator == "pipeline" and held:
                 read = await view.await_votes(r, held, members, expected=len(cast))
+                if view_node == honest[0] and len(read) < len(cast):
+                    votes_missing.append(len(cast) - len(read))
 
             def votes(m: Sequence[str], subs: Sequence[Submission]) -> list[committee.Vote]:
                 if list(m) != members:
@@ -883,6 +887,8 @@ class Simulation:
             mine.evidence["missing"] = sorted(set(missing) | set(unreachable))
         if unreachable:
             mine.evidence["unreachable"] = dict(unreachable)
+        if votes_missing:
+            mine.evidence["votes_missing"] = votes_missing[0]
         mine.evidence["agents_agreeing"] = len(honest)
         return mine, stored
 
