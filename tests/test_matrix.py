@@ -449,6 +449,19 @@ def test_defence_settings_from_the_environment_are_part_of_the_key(monkeypatch: 
     assert spec.key(cell, before) != spec.key(cell, after)
 
 
+def test_a_new_results_version_runs_every_cell_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Code that changes what a run produces bumps RESULTS_VERSION; cells recorded under the old one are not reused."""
+    spec = mx.MatrixSpec.small(defences=("mean",))
+    first = mx.run_matrix(spec, tmp_path, workers=1)
+    assert first.ran == first.total > 0 and first.failed == 0
+    assert mx.run_matrix(spec, tmp_path, workers=1).reused == first.total  # same version: nothing runs again
+    monkeypatch.setattr(mx, "RESULTS_VERSION", mx.RESULTS_VERSION + 1)
+    assert mx.pending_cells(spec, tmp_path) == first.total
+    again = mx.run_matrix(spec, tmp_path, workers=1)
+    assert (again.reused, again.ran) == (0, first.total)
+    assert mx.summarise(tmp_path)["results_version"] == mx.RESULTS_VERSION
+
+
 def test_another_configuration_keeps_its_report_apart(
     small_run: tuple[Path, mx.MatrixRun, list[mx.CellProgress]], tmp_path: Path
 ) -> None:

@@ -180,6 +180,14 @@ TARGET_DIRICHLET_CLEAN = 1.0
 LOW_FRACTION = 0.4
 
 
+#: What the code makes of a configuration. Cell keys hash the run configuration and the defence settings, not the
+#: code, so a change that alters what a run produces without changing a setting (a new rule in the pipeline, an
+#: attack that searches differently) must bump this: every cell recorded under another version runs again instead
+#: of being silently reused. Version 2: the code of the final issue-13 matrix (quadratic probation, the personal
+#: view scaled by the agent's own norm, adaptive attackers searching against the personal view).
+RESULTS_VERSION = 2
+
+
 def _above_low(fraction: float) -> bool:
     """Whether a fraction is above :data:`LOW_FRACTION` (the personal view's targets), with float slack."""
     return fraction > LOW_FRACTION + 1e-9
@@ -646,12 +654,14 @@ class MatrixSpec:
         :data:`PIPELINE_PERSONAL`) adds
         its name to what is hashed, so its cells never share a key with that
         aggregator's; the other defences' keys are their configuration alone.
+        With ``settings``, the key also hashes :data:`RESULTS_VERSION`, so a
+        recorded cell is reused only by the code version that produced it.
         """
         obj: Any = self.config(cell).to_json()
         if cell.defence in _VARIANTS:
             obj = {**obj, "matrix_defence": cell.defence}
         if settings is not None:
-            obj = {"run": obj, "defence_settings": dict(settings)}
+            obj = {"run": obj, "defence_settings": dict(settings), "results_version": RESULTS_VERSION}
         blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -1692,6 +1702,7 @@ def summarise(out_dir: str | Path, *, spec: MatrixSpec | None = None, target_def
         "tuning_seeds": list(TUNING_SEEDS),
         "target_defence": target_defence,
         "defence_settings": settings,
+        "results_version": RESULTS_VERSION,
         "counts": {
             "total": len(keys),
             "ok": per_run.count("ok"),
