@@ -38,7 +38,6 @@ NAMES = {
     "krum": "Krum",
     "bulyan": "Bulyan",
 }
-PARTITIONS = (("iid", None, "IID"), ("dirichlet", 0.5, "Dirichlet(0.5)"), ("dirichlet", 0.1, "Dirichlet(0.1)"))
 
 
 def _rate(x: float | None, digits: int = 2) -> str:
@@ -104,7 +103,8 @@ def detail(doc: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     fractions = sorted({float(c["fraction"]) for c in pipe})
-    for dist, alpha, label in PARTITIONS:
+    for dist, alpha in doc["spec"]["distributions"]:  # the matrix's partitions, in its order
+        label = mx.distribution_label((dist, alpha))
         for frac in fractions:
             group = [c for c in pipe if _in(c, dist, alpha) and c["fraction"] == frac]
             if not group:
@@ -123,7 +123,7 @@ def detail(doc: Mapping[str, Any]) -> str:
                 within_mean = sum(c["personal_gap_points"] <= mx.TARGET_PERSONAL_MEAN_GAP for c in personal)
                 within_worst = sum(c["personal_worst_gap_points"] <= mx.TARGET_PERSONAL_WORST_GAP for c in personal)
                 own_text = (
-                    f"+{p_mean:.1f} / +{p_worst:.1f}, {within_mean}/{len(personal)} / {within_worst}/{len(personal)}"
+                    f"{p_mean:+.1f} / {p_worst:+.1f}, {within_mean}/{len(personal)} / {within_worst}/{len(personal)}"
                 )
             kf_text = "–"
             if kf:
